@@ -1,0 +1,10 @@
+/* blixt.h - the whole public API of Blixt. */
+#ifndef BLIXT_H
+#define BLIXT_H
+
+#include "blixt/core.h"
+#include "blixt/tensor.h"
+#include "blixt/autograd.h"
+#include "blixt/ops.h"
+
+#endif
