@@ -6,5 +6,7 @@
 #include "blixt/tensor.h"
 #include "blixt/autograd.h"
 #include "blixt/ops.h"
+#include "blixt/safetensors.h"
+#include "blixt/state.h"
 
 #endif

@@ -75,6 +75,9 @@ void *bx_step_alloc(bx_step *st, size_t bytes);
  * per step. Errors: the step's sticky error, BX_ERR_SHAPE (loss not scalar),
  * BX_ERR_STATE (no graph / already walked). */
 bx_status bx_backward(bx_step *st, bx_tensor *loss);
+/* Back-propagates from any tensor y given its upstream gradient gy (same
+ * shape, f32): torch.autograd.backward(y, gy). Same errors as bx_backward. */
+bx_status bx_backward_with_grad(bx_step *st, bx_tensor *y, const bx_tensor *gy);
 
 /* ---- parameters ----------------------------------------------------------- */
 /* New owned f32 parameter (requires_grad, BX_TF_PARAM), zero-filled; its grad

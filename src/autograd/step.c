@@ -193,19 +193,7 @@ bx_tensor *bx__grad(bx_step *st, bx_tensor *t) {
     return g;
 }
 
-bx_status bx_backward(bx_step *st, bx_tensor *loss) {
-    if (st->err != BX_OK) return bx__error(st->err, "%s", st->errmsg);
-    if (!loss || bx_is_poison(loss)) return bx__error(BX_ERR_INVALID, "backward: loss is NULL or poison");
-    if (bx_numel(loss) != 1) {
-        char b[64];
-        return bx__error(BX_ERR_SHAPE, "backward: loss must have one element, got shape %s",
-                         bx_shape_str(loss, b, sizeof b));
-    }
-    if (st->walked) return bx__error(BX_ERR_STATE, "backward: the tape of this step was already walked");
-    if (!loss->requires_grad) return bx__error(BX_ERR_STATE, "backward: loss does not require grad (no parameter reached it)");
-    bx_tensor *g = bx__grad(st, loss);
-    if (!g) return bx__error(st->err ? st->err : BX_ERR_NOMEM, "backward: %s", st->errmsg);
-    *(float *)g->data += 1.0f;
+static bx_status walk(bx_step *st) {
     st->walked = true;
     for (bx_node *n = st->tape; n; n = n->prev) {
         if (!n->out->grad) continue; /* nothing flowed into this node */
@@ -213,6 +201,51 @@ bx_status bx_backward(bx_step *st, bx_tensor *loss) {
         if (st->err != BX_OK) return bx__error(st->err, "backward of %s: %s", n->op, st->errmsg);
     }
     return BX_OK;
+}
+
+static bx_status backward_check(bx_step *st, bx_tensor *y) {
+    if (st->err != BX_OK) return bx__error(st->err, "%s", st->errmsg);
+    if (!y || bx_is_poison(y)) return bx__error(BX_ERR_INVALID, "backward: tensor is NULL or poison");
+    if (st->walked) return bx__error(BX_ERR_STATE, "backward: the tape of this step was already walked");
+    if (!y->requires_grad)
+        return bx__error(BX_ERR_STATE, "backward: tensor does not require grad (no parameter reached it)");
+    return BX_OK;
+}
+
+bx_status bx_backward(bx_step *st, bx_tensor *loss) {
+    bx_status s = backward_check(st, loss);
+    if (s != BX_OK) return s;
+    if (bx_numel(loss) != 1) {
+        char b[64];
+        return bx__error(BX_ERR_SHAPE, "backward: loss must have one element, got shape %s",
+                         bx_shape_str(loss, b, sizeof b));
+    }
+    bx_tensor *g = bx__grad(st, loss);
+    if (!g) return bx__error(st->err ? st->err : BX_ERR_NOMEM, "backward: %s", st->errmsg);
+    *(float *)g->data += 1.0f;
+    return walk(st);
+}
+
+bx_status bx_backward_with_grad(bx_step *st, bx_tensor *y, const bx_tensor *gy) {
+    bx_status s = backward_check(st, y);
+    if (s != BX_OK) return s;
+    if (!gy || bx_numel(gy) != bx_numel(y) || gy->dtype != BX_F32) {
+        char a[64], b[64];
+        return bx__error(BX_ERR_SHAPE, "backward: gradient %s does not match tensor %s",
+                         gy ? bx_shape_str(gy, a, sizeof a) : "(null)", bx_shape_str(y, b, sizeof b));
+    }
+    bx_tensor *g = bx__grad(st, y);
+    if (!g) return bx__error(st->err ? st->err : BX_ERR_NOMEM, "backward: %s", st->errmsg);
+    bx_tensor view = *gy;
+    for (int i = 0; i < BX_MAX_DIMS; i++) view.shape[i] = g->shape[i];
+    view.ndim = g->ndim;
+    if (!bx_is_contiguous(gy)) return bx__error(BX_ERR_INVALID, "backward: gradient must be contiguous");
+    {
+        int64_t s1 = 1;
+        for (int i = view.ndim - 1; i >= 0; i--) { view.stride[i] = s1; s1 *= view.shape[i]; }
+    }
+    bx__acc_f32(g, &view);
+    return walk(st);
 }
 
 bx_tensor *bx_param_new(int ndim, const int64_t *shape) {
