@@ -9,5 +9,6 @@
 #include "blixt/nn.h"
 #include "blixt/safetensors.h"
 #include "blixt/state.h"
+#include "blixt/idx.h"
 
 #endif
