@@ -21,12 +21,28 @@
 #include "blixt/sched.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- model description ---------------------------------------------------- */
+
+/* The first problem met while reading args.model (reported only when no
+ * fallback applies). */
+typedef struct parse_err {
+    char msg[300];
+} parse_err;
+
+static void perr(parse_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void perr(parse_err *e, const char *fmt, ...) {
+    if (e->msg[0]) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    va_end(ap);
+}
 
 /* Integer option `key=` in the argument text, else the positional argument
  * `pos` (0-based; -1: none), else dflt. */
@@ -81,8 +97,8 @@ static const bx_tensor *case_param(gcase *c, const char *path, const char *leaf)
 
 /* One layer from its type name ("Linear", "relu", "MaxPool2d") and argument
  * text (inside the parentheses, or NULL); `path` is its dotted name, used to
- * read the parameter shapes. NULL with gc_fail on anything not understood. */
-static bx_module *make_layer(gcase *c, const char *type, const char *args, const char *path) {
+ * read the parameter shapes. NULL (reason in *pe) on anything not understood. */
+static bx_module *make_layer(gcase *c, parse_err *pe, const char *type, const char *args, const char *path) {
     char t[64];
     size_t n = 0;
     for (; type[n] && n < sizeof t - 1; n++) t[n] = (char)tolower((unsigned char)type[n]);
@@ -90,14 +106,14 @@ static bx_module *make_layer(gcase *c, const char *type, const char *args, const
     const bx_tensor *w = case_param(c, path, "weight");
     if (strcmp(t, "linear") == 0) {
         if (!w || w->ndim != 2) {
-            gc_fail(c, "e2e: no 2-d param.%s.weight for Linear", path);
+            perr(pe, "e2e: no 2-d param.%s.weight for Linear", path);
             return NULL;
         }
         return bx_nn_linear(w->shape[1], w->shape[0], case_param(c, path, "bias") != NULL, NULL);
     }
     if (strcmp(t, "conv2d") == 0) {
         if (!w || w->ndim != 4) {
-            gc_fail(c, "e2e: no 4-d param.%s.weight for Conv2d", path);
+            perr(pe, "e2e: no 4-d param.%s.weight for Conv2d", path);
             return NULL;
         }
         bx_conv2d_opts o = BX_CONV2D_OPTS_INIT;
@@ -107,7 +123,7 @@ static bx_module *make_layer(gcase *c, const char *type, const char *args, const
         o.groups = (int)arg_int(args, "groups", 6, 1);
         bool bias = case_param(c, path, "bias") != NULL;
         if (json_is_boolean(json_object_get(gc_args(c), "conv_bias")) && bias != gc_arg_bool(c, "conv_bias", bias))
-            gc_fail(c, "e2e: args.conv_bias disagrees with the presence of param.%s.bias", path);
+            perr(pe, "e2e: args.conv_bias disagrees with the presence of param.%s.bias", path);
         return bx_nn_conv2d(w->shape[1] * o.groups, w->shape[0], (int)w->shape[2], (int)w->shape[3], &o, bias, NULL);
     }
     if (strcmp(t, "batchnorm1d") == 0 || strcmp(t, "batchnorm2d") == 0) {
@@ -146,12 +162,12 @@ static bx_module *make_layer(gcase *c, const char *type, const char *args, const
         long h = arg_int(args, "output_size", 0, 1);
         return bx_nn_adaptive_avg_pool2d(h, arg_int(args, "output_size", 1, h));
     }
-    gc_fail(c, "e2e: layer type '%s' in args.model is not supported by this runner", type);
+    perr(pe, "e2e: layer type '%s' in args.model is not supported by this runner", type);
     return NULL;
 }
 
 /* Adds `layer` under dotted `path` below root, creating Sequential parents. */
-static bool add_at(gcase *c, bx_module *root, const char *path, bx_module *layer) {
+static bool add_at(parse_err *pe, bx_module *root, const char *path, bx_module *layer) {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", path);
     bx_module *parent = root;
@@ -167,7 +183,7 @@ static bool add_at(gcase *c, bx_module *root, const char *path, bx_module *layer
         p = dot + 1;
     }
     if (bx_module_add_child(parent, p, layer) != BX_OK) {
-        gc_fail(c, "e2e: cannot add layer '%s': %s", path, bx_errmsg());
+        perr(pe, "e2e: cannot add layer '%s': %s", path, bx_errmsg());
         return false;
     }
     return true;
@@ -175,7 +191,7 @@ static bool add_at(gcase *c, bx_module *root, const char *path, bx_module *layer
 
 /* Splits the element text "name=Type(args)" / "Type(args)" / "relu" and adds
  * the layer; unnamed layers get a name of their own (they hold no state). */
-static bool add_element(gcase *c, bx_module *root, const char *elem, size_t len, int idx) {
+static bool add_element(gcase *c, parse_err *pe, bx_module *root, const char *elem, size_t len, int idx) {
     char e[256];
     while (len && isspace((unsigned char)*elem)) elem++, len--;
     while (len && isspace((unsigned char)elem[len - 1])) len--;
@@ -202,24 +218,27 @@ static bool add_element(gcase *c, bx_module *root, const char *elem, size_t len,
         if (close) *close = '\0';
     }
     while (*type == ' ') type++;
-    bx_module *layer = make_layer(c, type, args, path);
+    bx_module *layer = make_layer(c, pe, type, args, path);
     if (!layer) {
-        if (!bx_errmsg()[0]) gc_fail(c, "e2e: cannot build '%s'", elem);
-        else gc_fail(c, "e2e: cannot build layer '%s': %s", path, bx_errmsg());
+        perr(pe, "e2e: cannot build layer '%s': %s", path, bx_errmsg());
         return false;
     }
-    return add_at(c, root, path, layer);
+    return add_at(pe, root, path, layer);
 }
 
-/* Splits `s` at top-level occurrences of `sep` (outside parentheses). */
-static bool add_list(gcase *c, bx_module *root, const char *s, size_t len, const char *sep) {
+/* Splits `s` at top-level occurrences of `sep` (outside parentheses); a "-"
+ * separator is not one when a digit follows (a negative number). */
+static bool add_list(gcase *c, parse_err *pe, bx_module *root, const char *s, size_t len, const char *sep) {
     size_t seplen = strlen(sep), start = 0;
     int depth = 0, idx = 0;
     for (size_t i = 0; i <= len; i++) {
         if (i < len && s[i] == '(') depth++;
         if (i < len && s[i] == ')') depth--;
-        if (i == len || (depth == 0 && i + seplen <= len && strncmp(s + i, sep, seplen) == 0)) {
-            if (!add_element(c, root, s + start, i - start, idx++)) return false;
+        bool at_sep = i < len && depth == 0 && i + seplen <= len && strncmp(s + i, sep, seplen) == 0;
+        if (at_sep && seplen == 1 && *sep == '-' && (i + 1 < len && (isdigit((unsigned char)s[i + 1]) || s[i + 1] == '>')))
+            at_sep = false;
+        if (i == len || at_sep) {
+            if (!add_element(c, pe, root, s + start, i - start, idx++)) return false;
             start = i + seplen;
             i += seplen - 1;
         }
@@ -228,7 +247,7 @@ static bool add_list(gcase *c, bx_module *root, const char *s, size_t len, const
 }
 
 /* MLP fallback: Linear at every net.K with a weight, ReLU in between. */
-static bool mlp_from_params(gcase *c, bx_module *root) {
+static bool mlp_from_params(gcase *c, parse_err *pe, bx_module *root) {
     int last = -1;
     for (int k = 0; k < 64; k++) {
         char path[32];
@@ -237,35 +256,50 @@ static bool mlp_from_params(gcase *c, bx_module *root) {
         if (last >= 0 && k - last >= 2) {
             char rp[32];
             snprintf(rp, sizeof rp, "net.%d", k - 1);
-            if (!add_at(c, root, rp, bx_nn_relu())) return false;
+            if (!add_at(pe, root, rp, bx_nn_relu())) return false;
         }
-        bx_module *l = make_layer(c, "Linear", NULL, path);
-        if (!l || !add_at(c, root, path, l)) return false;
+        bx_module *l = make_layer(c, pe, "Linear", NULL, path);
+        if (!l || !add_at(pe, root, path, l)) return false;
         last = k;
     }
-    if (last < 0) gc_fail(c, "e2e: no param.net.K.weight to build an MLP from");
+    if (last < 0) perr(pe, "e2e: no param.net.K.weight to build an MLP from");
     return last >= 0;
 }
 
 static bx_module *build_model(gcase *c, bool cnn) {
     const char *desc = gc_arg_str(c, "model", "");
+    parse_err pe = {""};
     bx_module *root = bx_nn_sequential();
     size_t len = strcspn(desc, ";");
     const char *seq = strstr(desc, "Sequential(");
+    /* a leading label such as "MLP " or "CNN " */
+    size_t word = strcspn(desc, " =(");
+    if (desc[word] == ' ' && word < len) {
+        desc += word + 1;
+        len -= word + 1;
+    }
     bool ok;
-    if (seq && (size_t)(seq - desc) < len) {
+    if (seq && seq >= desc && (size_t)(seq - desc) < len) {
         const char *in = seq + strlen("Sequential(");
         const char *end = desc + len;
         while (end > in && end[-1] != ')') end--;
-        ok = end > in && add_list(c, root, in, (size_t)(end - 1 - in), ",");
-    } else if (strstr(desc, "->")) {
-        ok = add_list(c, root, desc, len, "->");
+        ok = end > in && add_list(c, &pe, root, in, (size_t)(end - 1 - in), ",");
+    } else if (memchr(desc, '-', len)) {
+        const char *arrow = strstr(desc, "->");
+        ok = add_list(c, &pe, root, desc, len, arrow && (size_t)(arrow - desc) < len ? "->" : "-");
     } else {
-        ok = !cnn && mlp_from_params(c, root);
-        if (cnn) gc_fail(c, "e2e: cannot read args.model '%s'", desc);
+        ok = false;
+        perr(&pe, "e2e: cannot read args.model '%s'", gc_arg_str(c, "model", ""));
     }
-    if (!ok && !cnn && bx_module_num_children(root) == 0) ok = mlp_from_params(c, root);
+    if (!ok && !cnn) {
+        /* the text was not understood: rebuild the MLP from its parameters */
+        bx_module_free(root);
+        root = bx_nn_sequential();
+        parse_err pe2 = {""};
+        ok = mlp_from_params(c, &pe2, root);
+    }
     if (!ok) {
+        gc_fail(c, "%s", pe.msg);
         bx_module_free(root);
         return NULL;
     }
@@ -443,8 +477,9 @@ static void run_e2e(gcase *c, bool cnn) {
     const bx_tensor *lrs = gc_need(c, "out.lr");
     int steps = (int)gc_arg_int(c, "steps", 10);
     int64_t ns = steps;
-    bx_tensor *losses = bx_tensor_zeros(BX_F32, 1, &ns);
+    bx_tensor *losses = bx_tensor_zeros(BX_F32, 1, &ns), *used_lr = bx_tensor_zeros(BX_F64, 1, &ns);
     gc_own(c, losses);
+    gc_own(c, used_lr);
     bx_module_train(m, true);
     for (int i = 1; opt && i <= steps; i++) {
         char xn[64], yn[64];
@@ -452,14 +487,8 @@ static void run_e2e(gcase *c, bool cnn) {
         snprintf(yn, sizeof yn, "in.batch%d.y", i);
         const bx_tensor *x = gc_need(c, xn), *y = gc_need(c, yn);
         if (!x || !y || !lrs) break;
-        double lr = bx_get(lrs, i - 1);
-        if (drive_lr) {
-            bx_optimizer_set_lr(opt, 0, lr);
-        } else {
-            char what[64];
-            snprintf(what, sizeof what, "lr at step %d", i);
-            gc_compare_value(c, what, bx_optimizer_get_lr(opt, 0), lr);
-        }
+        if (drive_lr) bx_optimizer_set_lr(opt, 0, bx_get(lrs, i - 1));
+        bx_set(used_lr, i - 1, bx_optimizer_get_lr(opt, 0)); /* checks the scheduler */
         bx_step_reset(st);
         bx_tensor *logits = bx_module_forward(m, st, cast(x));
         bx_tensor *loss = bx_cross_entropy(st, logits, cast(y), NULL);
@@ -493,7 +522,10 @@ static void run_e2e(gcase *c, bool cnn) {
             break;
         }
     }
+    if (lrs && lrs->shape[0] == steps) gc_compare(c, "out.lr", used_lr);
+    else if (lrs) gc_fail(c, "e2e: out.lr has %lld entries for %d steps", (long long)lrs->shape[0], steps);
     gc_compare(c, "out.loss", losses);
+    if (gc_get(c, "out.loss_f64")) gc_compare(c, "out.loss_f64", losses); /* float64 run of the same steps */
     bx_named_tensors *sd = bx_module_state_dict(m);
     for (int k = 0; sd && k < sd->n; k++) {
         char fn[300];
