@@ -86,9 +86,11 @@ const char *bx_module_type_name(const bx_module *m);
 void *bx_module_impl(const bx_module *m);
 
 /* ---- children ------------------------------------------------------------- */
-/* Appends a child under `name` and takes ownership of it. Errors:
- * BX_ERR_INVALID (empty name, a '.' in it, a name already used by a child,
- * parameter or buffer, child NULL or already having a parent, or m itself). */
+/* Appends a child under `name` and takes ownership of it (freed on failure,
+ * except a child that already has a parent, which stays in its tree).
+ * Errors: BX_ERR_INVALID (empty name, a '.' in it, a name already used by a
+ * child, parameter or buffer, child NULL or already having a parent, or m
+ * itself). */
 bx_status bx_module_add_child(bx_module *m, const char *name, bx_module *child);
 /* Direct child `name` (no dots), or NULL. Still owned by m. */
 bx_module *bx_module_child(const bx_module *m, const char *name);

@@ -28,8 +28,8 @@ static void *bn_clone(const void *p) { return bx__nn_dup(p, sizeof(bn_impl)); }
  *   running buffers passed when !training or track_running_stats. */
 static bx_tensor *bn_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     const bn_impl *bi = m->impl;
-    if (bx_is_poison(x)) return bx__poison(st);
     if (!x) return bx_step_fail(st, BX_ERR_INVALID, "%s: input is NULL", m->type->name);
+    if (bx_is_poison(x)) return bx__poison(st);
     bool ok = bi->dims == 2 ? x->ndim == 4 : (x->ndim == 2 || x->ndim == 3);
     char sh[96];
     if (!ok)
@@ -185,8 +185,8 @@ static void *ln_clone(const void *p) { return bx__nn_dup(p, sizeof(ln_impl)); }
 /* x (..., *shape) -> y same shape, normalised over the trailing nnorm dims */
 static bx_tensor *ln_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     const ln_impl *li = m->impl;
-    if (bx_is_poison(x)) return bx__poison(st);
     if (!x) return bx_step_fail(st, BX_ERR_INVALID, "LayerNorm: input is NULL");
+    if (bx_is_poison(x)) return bx__poison(st);
     bool ok = x->ndim >= li->nnorm;
     for (int i = 0; ok && i < li->nnorm; i++) ok = x->shape[x->ndim - li->nnorm + i] == li->shape[i];
     if (!ok) {
