@@ -111,8 +111,7 @@ bx_tensor *bx_linear(bx_step *st, bx_tensor *x, bx_tensor *w, bx_tensor *b) {
     lc.M = 1;
     for (int d = 0; d < x->ndim - 1; d++) lc.M *= x->shape[d];
     /* x as a matrix: contiguous, or any 2-D view GEMM flags can express. */
-    if (x->ndim == 2 && mat_layout(x->shape[0], in, x->stride[0], x->stride[1], &lc.xt, &lc.ldx)) {
-    } else {
+    if (!(x->ndim == 2 && mat_layout(x->shape[0], in, x->stride[0], x->stride[1], &lc.xt, &lc.ldx))) {
         x = bx_contiguous(st, x);
         if (bx_is_poison(x)) return x;
         lc.xt = false;

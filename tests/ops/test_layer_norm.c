@@ -57,6 +57,7 @@ static void test_grads(void) {
     w->requires_grad = b->requires_grad = true;
     /* x not requiring grad: only w and b get gradients */
     x->requires_grad = false;
+    bx_tensor_free(x->grad);
     x->grad = NULL;
     ln_ud u3 = {1, true, true, 1e-5};
     tu_gradcheck("layer_norm params only", f_ln, in, 3, &u3, 5e-3, 1e-3, 5e-3);

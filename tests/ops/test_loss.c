@@ -262,7 +262,42 @@ static void test_mse_bce(void) {
     bx_step_free(st);
 }
 
+/* Large enough for the parallel paths: checked against a double reference. */
+static void test_ce_large(void) {
+    bx_step *st = bx_step_new();
+    bx_rng r; bx_rng_init(&r, 77);
+    const int64_t N = 4096, C = 12;
+    bx_tensor *x = tu_rand_param(&r, 2, (int64_t[]){N, C}, -4, 4);
+    bx_tensor *t = bx_tensor_new(BX_I64, 1, &N);
+    for (int64_t i = 0; i < N; i++) ((int64_t *)t->data)[i] = (int64_t)bx_rng_below(&r, (uint64_t)C);
+    bx_cross_entropy_opts o = BX_CROSS_ENTROPY_OPTS_INIT;
+    o.label_smoothing = 0.1f;
+    bx_tensor *l = bx_cross_entropy(st, x, t, &o);
+    CHECK_OK(bx_backward(st, l));
+    const float *xd = x->data;
+    double tot = 0, gerr = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double m = -1e30, s = 0, sm = 0;
+        for (int64_t k = 0; k < C; k++) m = fmax(m, xd[i * C + k]);
+        for (int64_t k = 0; k < C; k++) s += exp(xd[i * C + k] - m);
+        double lz = m + log(s);
+        int64_t ti = ((int64_t *)t->data)[i];
+        for (int64_t k = 0; k < C; k++) {
+            sm -= xd[i * C + k] - lz;
+            double pk = exp(xd[i * C + k] - lz);
+            double g = (0.9 * (pk - (k == ti)) + 0.1 / C * (C * pk - 1)) / N;
+            gerr = fmax(gerr, fabs(g - ((float *)x->grad->data)[i * C + k]));
+        }
+        tot += -0.9 * (xd[i * C + ti] - lz) + 0.1 / C * sm;
+    }
+    CHECK_NEAR(bx_item(l), tot / N, 1e-5);
+    CHECK(gerr < 1e-8);
+    bx_tensor_free(x); bx_tensor_free(t);
+    bx_step_free(st);
+}
+
 int main(void) {
+    test_ce_large();
     test_ce_values();
     test_ce_grads();
     test_ce_errors();
