@@ -9,13 +9,14 @@
 typedef struct ln_ctx {
     int64_t M, D;     /* rows, normalised elements per row */
     float *mean, *rstd;
+    bool has_w, has_b; /* inputs are (x, [w], [b]) */
 } ln_ctx;
 
 // backward: xh = (x-mean) rstd, gh = gy w;
 //   gx += rstd (gh - mean(gh) - xh mean(gh xh));  gw += sum_rows gy xh;  gb += sum_rows gy
 static void layer_norm_backward(bx_step *st, bx_node *n) {
     const ln_ctx *c = n->ctx;
-    bx_tensor *x = n->in[0], *w = n->nin > 1 ? n->in[1] : NULL, *b = n->nin > 2 ? n->in[2] : NULL;
+    bx_tensor *x = n->in[0], *w = c->has_w ? n->in[1] : NULL, *b = c->has_b ? n->in[c->has_w ? 2 : 1] : NULL;
     bx_tensor *gxt = bx__grad(st, x);
     bx_tensor *gwt = w ? bx__grad(st, w) : NULL, *gbt = b ? bx__grad(st, b) : NULL;
     const float *xd = x->data, *gy = n->out->grad->data, *wd = w ? w->data : NULL;
@@ -118,10 +119,12 @@ bx_tensor *bx_layer_norm(bx_step *st, bx_tensor *x, int nnorm, bx_tensor *weight
             yr[j] = h;
         }
     }
-    bx_tensor *ins[3] = {x, weight, bias};
-    int nin = bias ? 3 : weight ? 2 : 1;
+    bx_tensor *ins[3] = {x, NULL, NULL};
+    int nin = 1;
+    if (weight) ins[nin++] = weight;
+    if (bias) ins[nin++] = bias;
     ln_ctx *c;
     bx__record(st, "layer_norm", layer_norm_backward, y, nin, ins, sizeof *c, (void **)&c);
-    if (c) *c = (ln_ctx){.M = M, .D = D, .mean = mean, .rstd = rstd};
+    if (c) *c = (ln_ctx){.M = M, .D = D, .mean = mean, .rstd = rstd, .has_w = weight != NULL, .has_b = bias != NULL};
     return y;
 }
