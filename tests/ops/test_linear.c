@@ -1,6 +1,7 @@
 /* test_linear.c - linear and matmul: values, gradients (finite differences),
  * transposed operands through GEMM flags, broadcasting, errors. */
 #include "autograd/autograd_int.h"
+#include "backend/cpu/cpu_int.h"
 #include "test_util.h"
 
 /* Test-only differentiable transpose of the last two dims (a strided view, no copy). */
@@ -262,7 +263,46 @@ static void test_empty(void) {
     bx_step_free(st);
 }
 
+/* bx__sgemm / bx__sgemm_batch against a naive loop: all flag combinations,
+ * padded leading dims, beta 0/1/0.5, K == 0, shared-C accumulation. */
+static void test_sgemm(void) {
+    bx_rng r; bx_rng_init(&r, 17);
+    float A[64], B[64], C[64], R[64];
+    for (int i = 0; i < 64; i++) { A[i] = bx_rng_uniform(&r) - 0.5f; B[i] = bx_rng_uniform(&r) - 0.5f; }
+    const int M = 3, N = 4, K = 5, lda_n = 7, lda_t = 6, ldb_n = 6, ldb_t = 8, ldc = 5;
+    const float betas[3] = {0.0f, 1.0f, 0.5f};
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int bi = 0; bi < 3; bi++) {
+                int lda = ta ? lda_t : lda_n, ldb = tb ? ldb_t : ldb_n;
+                for (int i = 0; i < 64; i++) C[i] = R[i] = (float)i * 0.01f;
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        double s = 0;
+                        for (int k = 0; k < K; k++)
+                            s += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+                        R[i * ldc + j] = (float)(2.0 * s + betas[bi] * R[i * ldc + j]);
+                    }
+                bx__sgemm(ta, tb, M, N, K, 2.0f, A, lda, B, ldb, betas[bi], C, ldc);
+                for (int i = 0; i < 64; i++) CHECK_NEAR(C[i], R[i], 1e-5);
+            }
+    /* K == 0: C = beta * C, and beta 0 writes zeros even over NaN */
+    for (int i = 0; i < 64; i++) C[i] = NAN;
+    bx__sgemm(false, false, 2, 3, 0, 1.0f, A, 1, B, 3, 0.0f, C, 3);
+    for (int i = 0; i < 6; i++) CHECK_NEAR(C[i], 0, 0);
+    CHECK(isnan(C[6]));
+    /* batch of 3 products into one C (sc = 0) with beta 0: sum of the products */
+    float Cb[4] = {9, 9, 9, 9};
+    float Ab[12], Bb[12];
+    for (int i = 0; i < 12; i++) { Ab[i] = (float)(i + 1); Bb[i] = 1.0f; }
+    /* (1,4) @ (4,1) per batch: sums 10, 26, 42 -> 78 */
+    bx__sgemm_batch(false, false, 1, 1, 4, 1.0f, Ab, 4, 4, Bb, 1, 4, 0.0f, Cb, 1, 0, 3);
+    CHECK_NEAR(Cb[0], 78, 1e-6);
+    CHECK_NEAR(Cb[1], 9, 0);
+}
+
 int main(void) {
+    test_sgemm();
     test_linear_values();
     test_linear_no_dx();
     test_linear_grads();
