@@ -8,5 +8,7 @@
 #include "blixt/ops.h"
 #include "blixt/safetensors.h"
 #include "blixt/state.h"
+#include "blixt/optim.h"
+#include "blixt/sched.h"
 
 #endif
