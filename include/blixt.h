@@ -8,6 +8,7 @@
 #include "blixt/ops.h"
 #include "blixt/safetensors.h"
 #include "blixt/state.h"
+#include "blixt/idx.h"
 #include "blixt/optim.h"
 #include "blixt/sched.h"
 
