@@ -14,7 +14,9 @@ extern "C" {
 
 typedef struct bx_logger_ops {
     const char *name; /* class name, e.g. "CSVLogger" */
-    /* One record: n metrics at `step`. */
+    /* One record: n metrics at `step` (step < 0: no step, Lightning's
+     * step=None; the CSV logger then uses the row index). All values are
+     * floats except as log_metrics_typed says. */
     bx_status (*log_metrics)(void *self, const char *const *names, const double *values, int n,
                              int64_t step);
     /* Hyper-parameters (a dict), merged into hparams.yaml. */
@@ -23,12 +25,21 @@ typedef struct bx_logger_ops {
     /* status: "success", "failed", "interrupted". */
     bx_status (*finalize)(void *self, const char *status);
     /* Experiment name, version text ("0" or a user string), folders. The
-     * version is resolved lazily (first free version_N) and then fixed. */
-    const char *(*name)(void *self);
+     * version is resolved lazily (first free version_N) and then fixed.
+     * (The name getter is `experiment_name`: `name` above is the class.) */
+    const char *(*experiment_name)(void *self);
     const char *(*version)(void *self);
     const char *(*save_dir)(void *self);
     const char *(*log_dir)(void *self);
     void (*destroy)(void *self);
+    /* Optional typed form of log_metrics (preferred by the dispatcher when
+     * set): is_int[i] true marks a value that is a Python int (the epoch the
+     * Trainer adds, counters), which the CSV logger writes as "3" instead of
+     * "3.0". is_int NULL: every value is a float, except that the built-in
+     * loggers treat an exactly integral value under the key "epoch" or
+     * "step" as an int (what Lightning's own keys are). */
+    bx_status (*log_metrics_typed)(void *self, const char *const *names, const double *values,
+                                   const bool *is_int, int n, int64_t step);
 } bx_logger_ops;
 
 typedef struct bx_logger bx_logger;
@@ -38,9 +49,15 @@ bx_logger *bx_logger_new(const bx_logger_ops *ops, void *self);
 void bx_logger_free(bx_logger *lg);
 const bx_logger_ops *bx_logger_get_ops(const bx_logger *lg);
 void *bx_logger_self(const bx_logger *lg);
-/* Dispatch helpers (a NULL member is a successful no-op). */
+/* Dispatch helpers (a NULL member is a successful no-op; the name/version/
+ * folder getters then return NULL). log_metrics = log_metrics_typed with
+ * is_int NULL; log_metrics_typed calls ops->log_metrics_typed, or
+ * ops->log_metrics (dropping is_int) when the former is NULL. */
 bx_status bx_logger_log_metrics(bx_logger *lg, const char *const *names, const double *values, int n,
                                 int64_t step);
+bx_status bx_logger_log_metrics_typed(bx_logger *lg, const char *const *names,
+                                      const double *values, const bool *is_int, int n,
+                                      int64_t step);
 bx_status bx_logger_log_hyperparams(bx_logger *lg, const bx_state *params);
 bx_status bx_logger_save(bx_logger *lg);
 bx_status bx_logger_finalize(bx_logger *lg, const char *status);

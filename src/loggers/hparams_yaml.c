@@ -1,0 +1,321 @@
+/* hparams_yaml.c - hparams.yaml as Lightning 1.9 writes it: PyYAML 6's
+ * yaml.dump(dict) (sort_keys=True, block style, indent 2, plain scalars
+ * unless the text would read back as another type or holds indicators,
+ * then 'single quotes', "double quotes" for control/non-ASCII/line breaks).
+ * Not reproduced: PyYAML's folding of plain/quoted text past column 80 and
+ * its single-quoted form of multi-line strings (written double-quoted). */
+#include "io/state_int.h"
+#include "loggers/loggers_int.h"
+
+#include <math.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { STYLE_PLAIN, STYLE_SINGLE, STYLE_DOUBLE } yaml_style;
+
+/* PyYAML's implicit resolvers (YAML 1.1): a plain scalar matching one of
+ * these would read back as bool/int/float/null/timestamp/merge/value. */
+static const char *const RESOLVERS[] = {
+    "^(yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF)$",
+    "^([-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+"
+    "|[-+]?[1-9][0-9_]*(:[0-5]?[0-9])+)$",
+    "^([-+]?[0-9][0-9_]*\\.[0-9_]*([eE][-+][0-9]+)?|\\.[0-9][0-9_]*([eE][-+][0-9]+)?"
+    "|[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+\\.[0-9_]*|[-+]?\\.(inf|Inf|INF)|\\.(nan|NaN|NAN))$",
+    "^(~|null|Null|NULL)$",
+    "^([0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]|[0-9][0-9][0-9][0-9]-[0-9][0-9]?-[0-9][0-9]?"
+    "([Tt]|[ \t]+)[0-9][0-9]?:[0-9][0-9]:[0-9][0-9](\\.[0-9]*)?"
+    "([ \t]*(Z|[-+][0-9][0-9]?(:[0-9][0-9])?))?)$",
+    "^(<<|=)$",
+};
+
+static bool resolves_to_other(const char *s) {
+    for (size_t i = 0; i < sizeof RESOLVERS / sizeof RESOLVERS[0]; i++) {
+        regex_t re;
+        if (regcomp(&re, RESOLVERS[i], REG_EXTENDED | REG_NOSUB) != 0) continue;
+        int m = regexec(&re, s, 0, NULL, 0);
+        regfree(&re);
+        if (m == 0) return true;
+    }
+    return false;
+}
+
+static bool is_ws(char c) { return c == '\0' || c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+/* PyYAML's analyze_scalar + choose_scalar_style for block context. */
+static yaml_style choose_style(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0) return STYLE_SINGLE;
+    bool flow_ind = false, block_ind = false, line_breaks = false, special = false;
+    bool lead_space = false, trail_space = false, lead_break = false, trail_break = false;
+    bool break_space = false, space_break = false, prev_space = false, prev_break = false;
+    if (!strncmp(s, "---", 3) || !strncmp(s, "...", 3)) flow_ind = block_ind = true;
+    bool preceded_ws = true;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        bool followed_ws = i + 1 >= n || is_ws(s[i + 1]);
+        if (i == 0) {
+            if (strchr("#,[]{}&*!|>'\"%@`", ch)) flow_ind = block_ind = true;
+            if (ch == '?' || ch == ':') {
+                flow_ind = true;
+                if (followed_ws) block_ind = true;
+            }
+            if (ch == '-' && followed_ws) flow_ind = block_ind = true;
+        } else {
+            if (strchr(",?[]{}", ch)) flow_ind = true;
+            if (ch == ':') {
+                flow_ind = true;
+                if (followed_ws) block_ind = true;
+            }
+            if (ch == '#' && preceded_ws) flow_ind = block_ind = true;
+        }
+        unsigned char u = (unsigned char)ch;
+        if (ch == '\n') line_breaks = true;
+        if (!(ch == '\n' || (u >= 0x20 && u <= 0x7e))) special = true; /* allow_unicode=False */
+        if (ch == ' ') {
+            if (i == 0) lead_space = true;
+            if (i == n - 1) trail_space = true;
+            if (prev_break) break_space = true;
+            prev_space = true;
+            prev_break = false;
+        } else if (ch == '\n') {
+            if (i == 0) lead_break = true;
+            if (i == n - 1) trail_break = true;
+            if (prev_space) space_break = true;
+            prev_space = false;
+            prev_break = true;
+        } else {
+            prev_space = prev_break = false;
+        }
+        preceded_ws = is_ws(ch);
+    }
+    (void)flow_ind;
+    bool allow_plain = true, allow_single = true;
+    if (lead_space || lead_break || trail_space || trail_break) allow_plain = false;
+    if (break_space) allow_plain = allow_single = false;
+    if (space_break || special) allow_plain = allow_single = false;
+    if (line_breaks) allow_plain = false;
+    if (block_ind) allow_plain = false;
+    if (allow_plain && !resolves_to_other(s)) return STYLE_PLAIN;
+    /* Multi-line text would be folded in single quotes; we write it double-quoted. */
+    if (allow_single && !line_breaks) return STYLE_SINGLE;
+    return STYLE_DOUBLE;
+}
+
+/* Decodes one UTF-8 sequence; returns its length (1 for invalid bytes). */
+static int utf8_next(const unsigned char *p, uint32_t *cp) {
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    }
+    int len = (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : (p[0] & 0xf8) == 0xf0 ? 4 : 1;
+    if (len == 1) {
+        *cp = p[0];
+        return 1;
+    }
+    uint32_t v = p[0] & (0xff >> (len + 1));
+    for (int i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            *cp = p[0];
+            return 1;
+        }
+        v = (v << 6) | (p[i] & 0x3f);
+    }
+    *cp = v;
+    return len;
+}
+
+static void write_double_quoted(bx__sbuf *b, const char *s) {
+    bx__sb_putc(b, '"');
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        uint32_t c;
+        p += utf8_next(p, &c);
+        const char *esc = NULL;
+        switch (c) {
+        case 0x00: esc = "0"; break;
+        case 0x07: esc = "a"; break;
+        case 0x08: esc = "b"; break;
+        case 0x09: esc = "t"; break;
+        case 0x0a: esc = "n"; break;
+        case 0x0b: esc = "v"; break;
+        case 0x0c: esc = "f"; break;
+        case 0x0d: esc = "r"; break;
+        case 0x1b: esc = "e"; break;
+        case '"': esc = "\""; break;
+        case '\\': esc = "\\"; break;
+        case 0x85: esc = "N"; break;
+        case 0xa0: esc = "_"; break;
+        case 0x2028: esc = "L"; break;
+        case 0x2029: esc = "P"; break;
+        default: break;
+        }
+        if (esc) {
+            bx__sb_putc(b, '\\');
+            bx__sb_puts(b, esc);
+        } else if (c >= 0x20 && c <= 0x7e) {
+            bx__sb_putc(b, (char)c);
+        } else if (c <= 0xff) {
+            bx__sb_printf(b, "\\x%02X", (unsigned)c);
+        } else if (c <= 0xffff) {
+            bx__sb_printf(b, "\\u%04X", (unsigned)c);
+        } else {
+            bx__sb_printf(b, "\\U%08X", (unsigned)c);
+        }
+    }
+    bx__sb_putc(b, '"');
+}
+
+static void write_str(bx__sbuf *b, const char *s) {
+    switch (choose_style(s)) {
+    case STYLE_PLAIN: bx__sb_puts(b, s); break;
+    case STYLE_SINGLE:
+        bx__sb_putc(b, '\'');
+        for (const char *p = s; *p; p++) {
+            if (*p == '\'') bx__sb_putc(b, '\'');
+            bx__sb_putc(b, *p);
+        }
+        bx__sb_putc(b, '\'');
+        break;
+    case STYLE_DOUBLE: write_double_quoted(b, s); break;
+    }
+}
+
+/* PyYAML's represent_float. */
+static void write_float(bx__sbuf *b, double v) {
+    if (isnan(v)) {
+        bx__sb_puts(b, ".nan");
+        return;
+    }
+    if (isinf(v)) {
+        bx__sb_puts(b, v > 0 ? ".inf" : "-.inf");
+        return;
+    }
+    char num[40];
+    bx__fmt_double(num, v);
+    char *e = strchr(num, 'e');
+    if (e && !strchr(num, '.')) {
+        char tail[32];
+        bx__strlcpy(tail, e, sizeof tail);
+        snprintf(e, sizeof num - (size_t)(e - num), ".0%s", tail);
+    }
+    bx__sb_puts(b, num);
+}
+
+static bool is_collection(const bx_state *v) {
+    bx_state_type t = bx_state_typeof(v);
+    return (t == BX_STATE_DICT || t == BX_STATE_LIST) && bx_state_len(v) > 0;
+}
+
+static void write_scalar(bx__sbuf *b, const bx_state *v) {
+    switch (bx_state_typeof(v)) {
+    case BX_STATE_NULL: bx__sb_puts(b, "null"); break;
+    case BX_STATE_BOOL: bx__sb_puts(b, bx_state_get_bool(v) ? "true" : "false"); break;
+    case BX_STATE_INT: bx__sb_printf(b, "%lld", (long long)bx_state_get_int(v)); break;
+    case BX_STATE_FLOAT: write_float(b, bx_state_get_float(v)); break;
+    case BX_STATE_STRING: write_str(b, bx_state_get_string(v)); break;
+    case BX_STATE_LIST: bx__sb_puts(b, "[]"); break;
+    case BX_STATE_DICT: bx__sb_puts(b, "{}"); break;
+    case BX_STATE_TENSOR: bx__sb_puts(b, "null"); break; /* filtered out before */
+    }
+}
+
+static void indent(bx__sbuf *b, int n) {
+    for (int i = 0; i < n; i++) bx__sb_putc(b, ' ');
+}
+
+static void emit_seq(bx__sbuf *b, const bx_state *l, int ind, bool inline_first);
+
+static int cmp_keys(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void emit_map(bx__sbuf *b, const bx_state *d, int ind, bool inline_first) {
+    size_t n = bx_state_len(d);
+    const char **keys = bx__malloc((n ? n : 1) * sizeof *keys);
+    if (!keys) {
+        b->oom = true;
+        return;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (bx_state_typeof(bx_state_value_at(d, i)) == BX_STATE_TENSOR) {
+            bx_logf(BX_LOG_WARNING,
+                    "Skipping '%s' parameter because it is not possible to safely dump to YAML.",
+                    bx_state_key_at(d, i));
+            continue;
+        }
+        keys[m++] = bx_state_key_at(d, i);
+    }
+    qsort(keys, m, sizeof *keys, cmp_keys); /* sort_keys=True (UTF-8 = code point order) */
+    for (size_t i = 0; i < m; i++) {
+        const bx_state *v = bx_state_get(d, keys[i]);
+        if (i > 0 || !inline_first) indent(b, ind);
+        write_str(b, keys[i]);
+        bx__sb_putc(b, ':');
+        if (!is_collection(v)) {
+            bx__sb_putc(b, ' ');
+            write_scalar(b, v);
+            bx__sb_putc(b, '\n');
+        } else if (bx_state_typeof(v) == BX_STATE_DICT) {
+            bx__sb_putc(b, '\n');
+            emit_map(b, v, ind + 2, false);
+        } else {
+            bx__sb_putc(b, '\n');
+            emit_seq(b, v, ind, false); /* PyYAML's indentless sequence in a mapping */
+        }
+    }
+    if (m == 0) { /* every entry was skipped: an empty mapping */
+        if (!inline_first) indent(b, ind);
+        bx__sb_puts(b, "{}\n");
+    }
+    bx__free(keys);
+}
+
+static void emit_seq(bx__sbuf *b, const bx_state *l, int ind, bool inline_first) {
+    size_t n = bx_state_len(l);
+    for (size_t i = 0; i < n; i++) {
+        const bx_state *v = bx_state_at(l, i);
+        if (i > 0 || !inline_first) indent(b, ind);
+        bx__sb_puts(b, "- ");
+        if (!is_collection(v)) {
+            write_scalar(b, v);
+            bx__sb_putc(b, '\n');
+        } else if (bx_state_typeof(v) == BX_STATE_DICT) {
+            emit_map(b, v, ind + 2, true);
+        } else {
+            emit_seq(b, v, ind + 2, true);
+        }
+    }
+}
+
+void bx__yaml_dump(bx__sbuf *b, const bx_state *dict) {
+    if (!dict || bx_state_len(dict) == 0) {
+        bx__sb_puts(b, "{}\n");
+        return;
+    }
+    emit_map(b, dict, 0, false);
+}
+
+bx_status bx__yaml_write_file(const char *path, const bx_state *dict) {
+    bx__sbuf b = {0};
+    bx__yaml_dump(&b, dict);
+    bx_status s = bx__sb_write_file(&b, path, "logger hparams.yaml");
+    bx__sb_free(&b);
+    return s;
+}
+
+bx_status bx__hparams_update(bx_state *dst, const bx_state *params) {
+    if (!params) return BX_OK;
+    if (bx_state_typeof(params) != BX_STATE_DICT)
+        return bx__error(BX_ERR_INVALID, "logger log_hyperparams: params is %s, expected a dict",
+                         bx__state_type_desc(bx_state_typeof(params)));
+    for (size_t i = 0; i < bx_state_len(params); i++) {
+        bx_state *c = bx_state_copy(bx_state_value_at(params, i));
+        if (!c) return BX_ERR_NOMEM;
+        bx_status s = bx_state_set(dst, bx_state_key_at(params, i), c);
+        if (s != BX_OK) return s;
+    }
+    return BX_OK;
+}
