@@ -1,9 +1,9 @@
 /* hparams_yaml.c - hparams.yaml as Lightning 1.9 writes it: PyYAML 6's
  * yaml.dump(dict) (sort_keys=True, block style, indent 2, plain scalars
  * unless the text would read back as another type or holds indicators,
- * then 'single quotes', "double quotes" for control/non-ASCII/line breaks).
- * Not reproduced: PyYAML's folding of plain/quoted text past column 80 and
- * its single-quoted form of multi-line strings (written double-quoted). */
+ * then 'single quotes', "double quotes" for control/non-ASCII text).
+ * Not reproduced: PyYAML's folding of long text with spaces past column 80,
+ * and multi-line mapping keys. */
 #include "io/state_int.h"
 #include "loggers/loggers_int.h"
 
@@ -98,8 +98,7 @@ static yaml_style choose_style(const char *s) {
     if (line_breaks) allow_plain = false;
     if (block_ind) allow_plain = false;
     if (allow_plain && !resolves_to_other(s)) return STYLE_PLAIN;
-    /* Multi-line text would be folded in single quotes; we write it double-quoted. */
-    if (allow_single && !line_breaks) return STYLE_SINGLE;
+    if (allow_single) return STYLE_SINGLE;
     return STYLE_DOUBLE;
 }
 
@@ -167,17 +166,30 @@ static void write_double_quoted(bx__sbuf *b, const char *s) {
     bx__sb_putc(b, '"');
 }
 
-static void write_str(bx__sbuf *b, const char *s) {
+/* PyYAML's write_single_quoted (without width folding): ' doubled; a run of
+ * line breaks is written as one more break than it has (a lone break would
+ * read back as a space), then the continuation indent. */
+static void write_single_quoted(bx__sbuf *b, const char *s, int cont_indent) {
+    bx__sb_putc(b, '\'');
+    for (const char *p = s; *p;) {
+        if (*p == '\n') {
+            const char *q = p;
+            while (*q == '\n') q++;
+            bx__sb_putc(b, '\n');
+            for (; p < q; p++) bx__sb_putc(b, '\n');
+            for (int i = 0; i < cont_indent; i++) bx__sb_putc(b, ' ');
+            continue;
+        }
+        if (*p == '\'') bx__sb_putc(b, '\'');
+        bx__sb_putc(b, *p++);
+    }
+    bx__sb_putc(b, '\'');
+}
+
+static void write_str(bx__sbuf *b, const char *s, int cont_indent) {
     switch (choose_style(s)) {
     case STYLE_PLAIN: bx__sb_puts(b, s); break;
-    case STYLE_SINGLE:
-        bx__sb_putc(b, '\'');
-        for (const char *p = s; *p; p++) {
-            if (*p == '\'') bx__sb_putc(b, '\'');
-            bx__sb_putc(b, *p);
-        }
-        bx__sb_putc(b, '\'');
-        break;
+    case STYLE_SINGLE: write_single_quoted(b, s, cont_indent); break;
     case STYLE_DOUBLE: write_double_quoted(b, s); break;
     }
 }
@@ -208,13 +220,13 @@ static bool is_collection(const bx_state *v) {
     return (t == BX_STATE_DICT || t == BX_STATE_LIST) && bx_state_len(v) > 0;
 }
 
-static void write_scalar(bx__sbuf *b, const bx_state *v) {
+static void write_scalar(bx__sbuf *b, const bx_state *v, int cont_indent) {
     switch (bx_state_typeof(v)) {
     case BX_STATE_NULL: bx__sb_puts(b, "null"); break;
     case BX_STATE_BOOL: bx__sb_puts(b, bx_state_get_bool(v) ? "true" : "false"); break;
     case BX_STATE_INT: bx__sb_printf(b, "%lld", (long long)bx_state_get_int(v)); break;
     case BX_STATE_FLOAT: write_float(b, bx_state_get_float(v)); break;
-    case BX_STATE_STRING: write_str(b, bx_state_get_string(v)); break;
+    case BX_STATE_STRING: write_str(b, bx_state_get_string(v), cont_indent); break;
     case BX_STATE_LIST: bx__sb_puts(b, "[]"); break;
     case BX_STATE_DICT: bx__sb_puts(b, "{}"); break;
     case BX_STATE_TENSOR: bx__sb_puts(b, "null"); break; /* filtered out before */
@@ -252,11 +264,11 @@ static void emit_map(bx__sbuf *b, const bx_state *d, int ind, bool inline_first)
     for (size_t i = 0; i < m; i++) {
         const bx_state *v = bx_state_get(d, keys[i]);
         if (i > 0 || !inline_first) indent(b, ind);
-        write_str(b, keys[i]);
+        write_str(b, keys[i], ind + 2);
         bx__sb_putc(b, ':');
         if (!is_collection(v)) {
             bx__sb_putc(b, ' ');
-            write_scalar(b, v);
+            write_scalar(b, v, ind + 2);
             bx__sb_putc(b, '\n');
         } else if (bx_state_typeof(v) == BX_STATE_DICT) {
             bx__sb_putc(b, '\n');
@@ -280,7 +292,7 @@ static void emit_seq(bx__sbuf *b, const bx_state *l, int ind, bool inline_first)
         if (i > 0 || !inline_first) indent(b, ind);
         bx__sb_puts(b, "- ");
         if (!is_collection(v)) {
-            write_scalar(b, v);
+            write_scalar(b, v, ind + 2);
             bx__sb_putc(b, '\n');
         } else if (bx_state_typeof(v) == BX_STATE_DICT) {
             emit_map(b, v, ind + 2, true);

@@ -87,4 +87,8 @@ void bx__pb_msg(bx__sbuf *b, int field, const bx__sbuf *m); /* embedded message 
 /* Appends one TFRecord (u64 len, masked crc(len), data, masked crc(data)). */
 void bx__tfrecord(bx__sbuf *out, const void *data, size_t n);
 
+/* Path of a TensorBoardLogger's current event file (NULL before the first
+ * record or for another logger); for tests. */
+const char *bx__tensorboard_event_path(bx_logger *lg);
+
 #endif
