@@ -66,16 +66,33 @@ const char *bx_logger_version(bx_logger *lg);
 const char *bx_logger_save_dir(bx_logger *lg);
 const char *bx_logger_log_dir(bx_logger *lg);
 
-/* Version selection shared by the built-in loggers. */
+/* Version selection shared by the built-in loggers. Paths: root_dir =
+ * save_dir/name (save_dir when name is ""), log_dir = root_dir/version_<v>
+ * (root_dir/<text> for a text version). Automatic: the first use of the
+ * version or log_dir (or the first write) scans root_dir for folders named
+ * version_<int> and takes max+1 (0 when none or root_dir is missing, with
+ * the warning "Missing logger folder: ..."); it is then fixed. */
 typedef struct bx_logger_version_opt {
     int64_t number;     /* >= 0: version_<number>; -1: first free version_N */
-    const char *text;   /* non-NULL: a folder of exactly this name */
+    const char *text;   /* non-NULL: a folder of exactly this name (wins over number) */
 } bx_logger_version_opt;
 #define BX_LOGGER_VERSION_AUTO {-1, NULL}
 
 /* CSVLogger: <save_dir>/<name>/version_<v>/metrics.csv + hparams.yaml, as
- * Lightning 1.9 writes them (header = keys in order of first appearance,
- * rows sparse, Python float formatting). */
+ * Lightning 1.9 writes them. Each log_metrics appends the row
+ * {**metrics, "step": step} in memory (keys "{prefix}-{key}" with a prefix;
+ * step < 0 = the row index); save() (the Trainer calls it after every
+ * record) rewrites hparams.yaml (yaml.dump of the merged log_hyperparams
+ * dicts, "{}\n" when none) and metrics.csv: header = keys in order of first
+ * appearance, sparse rows with empty cells, csv QUOTE_MINIMAL, "\r\n" line
+ * ends, floats as Python's str(float) ("1.0", "1e-05", "nan"), ints as
+ * "3"; no metrics.csv while no row was logged. log_metrics also saves when
+ * (step+1) % flush_logs_every_n_steps == 0 (<= 0: never); finalize saves
+ * unless nothing was ever logged. log_dir is created on the first
+ * log_metrics/log_hyperparams/save.
+ * Errors: BX_ERR_IO naming the folder or file that cannot be created or
+ * written; BX_ERR_INVALID for non-dict hyper-parameters. Returns NULL on
+ * NOMEM or a version number < -1. The logger owns copies of all options. */
 typedef struct bx_csv_logger_opts {
     const char *save_dir;             /* default "." */
     const char *name;                 /* default "lightning_logs"; "" = no name level */
@@ -87,7 +104,18 @@ typedef struct bx_csv_logger_opts {
 bx_logger *bx_csv_logger_new(const bx_csv_logger_opts *o);
 
 /* TensorBoardLogger: event files TensorBoard reads (TFRecord framing with
- * masked CRC32C, scalar summaries, hparams plugin) + hparams.yaml. */
+ * masked CRC32C, scalar summaries, hparams plugin) + hparams.yaml.
+ * The first record creates log_dir and events.out.tfevents.<unix time>.
+ * <host>.<pid>.<n> there, starting with the "brain.Event:2" event; each
+ * metric is one Event{wall_time, step, Summary{tag, simple_value (float32)}}
+ * flushed at once. log_hyperparams merges into the hparams.yaml dict and,
+ * when default_hp_metric, logs hp_metric = -1 at step 0 followed by the
+ * hparams plugin's experiment / session_start_info / session_end_info
+ * summaries exactly as torch.utils.tensorboard's hparams() builds them
+ * (nested dicts flattened to "a/b", bool/int/float as numbers, strings as
+ * strings, anything else as its Python str()). save() writes hparams.yaml
+ * once (when log_dir exists and the file does not); finalize fsyncs and
+ * closes the event file, then saves. Errors as the CSVLogger's. */
 typedef struct bx_tensorboard_logger_opts {
     const char *save_dir;
     const char *name;

@@ -51,14 +51,11 @@ static bx_status csv_experiment(csv_logger *c) {
     if (!c->metrics_path) c->metrics_path = bx__path_join(log_dir, "metrics.csv");
     if (!c->hparams_path) c->hparams_path = bx__path_join(log_dir, "hparams.yaml");
     if (!c->metrics_path || !c->hparams_path) return BX_ERR_NOMEM;
-    if (bx__is_dir(log_dir)) {
-        /* Lightning warns when the folder exists and is not empty. */
-        if (bx__is_file(c->metrics_path) || bx__is_file(c->hparams_path))
-            bx_logf(BX_LOG_WARNING,
-                    "Experiment logs directory %s exists and is not empty. Previous log files in "
-                    "this directory will be deleted when the new ones are saved!",
-                    log_dir);
-    }
+    if (bx__dir_nonempty(log_dir)) /* Lightning warns, then overwrites */
+        bx_logf(BX_LOG_WARNING,
+                "Experiment logs directory %s exists and is not empty. Previous log files in "
+                "this directory will be deleted when the new ones are saved!",
+                log_dir);
     if (c->dirs.name[0] && (s = bx__mkdirs(c->dirs.root_dir)) != BX_OK) return s;
     if ((s = bx__mkdirs(log_dir)) != BX_OK) return s;
     c->experiment = true;

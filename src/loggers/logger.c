@@ -107,6 +107,17 @@ bool bx__is_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+bool bx__dir_nonempty(const char *path) {
+    DIR *dir = opendir(path);
+    if (!dir) return false;
+    bool any = false;
+    struct dirent *e;
+    while (!any && (e = readdir(dir)) != NULL)
+        any = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(dir);
+    return any;
+}
+
 bx_status bx__mkdirs(const char *path) {
     if (bx__is_dir(path)) return BX_OK;
     char *p = bx__strdup(path);

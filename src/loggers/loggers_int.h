@@ -33,6 +33,7 @@ char *bx__path_join(const char *a, const char *b);
 bx_status bx__mkdirs(const char *path);
 bool bx__is_dir(const char *path);
 bool bx__is_file(const char *path);
+bool bx__dir_nonempty(const char *path); /* false when missing */
 /* "{prefix}-{key}" when prefix is non-empty, else a copy of key. Owned. */
 char *bx__prefixed(const char *prefix, const char *key);
 
