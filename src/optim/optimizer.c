@@ -829,5 +829,5 @@ done:
     bx__free(ids);
     bx__free(slot_of);
     bx__free(group_of);
-    return st;
+    return st == BX_ERR_NOT_FOUND ? BX_ERR_FORMAT : st; /* a missing key: malformed state */
 }
