@@ -39,14 +39,14 @@ typedef struct adam_args {
     bool l2, decoupled, amsgrad;
 } adam_args;
 
-// p (n), grad (n), exp_avg (n), exp_avg_sq (n)[, max_exp_avg_sq (n)] -> updated in place over [lo, hi)
-static void adam_range(const void *args, int64_t lo, int64_t hi) {
-    const adam_args *a = args;
+/* One loop per flag combination (constant flags let the compiler drop the
+ * branches and vectorise). */
+static inline __attribute__((always_inline)) void adam_loop(const adam_args *a, int64_t lo, int64_t hi,
+                                                            const bool decoupled, const bool l2, const bool amsgrad) {
     float *restrict p = a->p, *restrict m = a->m, *restrict v = a->v, *restrict vmax = a->vmax;
     const float *restrict g = a->g;
     const float nstep = a->nstep, bc2s = a->bc2s, fb1 = a->fb1, fb2 = a->fb2, c1 = a->c1, c2 = a->c2;
     const float eps = a->eps, sign = a->sign, wd = a->wd, decay = a->decay;
-    const bool l2 = a->l2, decoupled = a->decoupled, amsgrad = a->amsgrad;
 #pragma omp simd
     for (int64_t i = lo; i < hi; i++) {
         float pi = p[i];
@@ -69,6 +69,19 @@ static void adam_range(const void *args, int64_t lo, int64_t hi) {
             den = sqrtf(vi) / bc2s + eps;
         }
         p[i] = pi + (nstep * mi) / den;
+    }
+}
+
+// p (n), grad (n), exp_avg (n), exp_avg_sq (n)[, max_exp_avg_sq (n)] -> updated in place over [lo, hi)
+static void adam_range(const void *args, int64_t lo, int64_t hi) {
+    const adam_args *a = args;
+    switch ((a->decoupled ? 4 : 0) | (a->l2 ? 2 : 0) | (a->amsgrad ? 1 : 0)) {
+    case 0: adam_loop(a, lo, hi, false, false, false); break;
+    case 1: adam_loop(a, lo, hi, false, false, true); break;
+    case 2: adam_loop(a, lo, hi, false, true, false); break;
+    case 3: adam_loop(a, lo, hi, false, true, true); break;
+    case 4: adam_loop(a, lo, hi, true, false, false); break;
+    default: adam_loop(a, lo, hi, true, false, true); break;
     }
 }
 

@@ -35,13 +35,12 @@ typedef struct rmsprop_args {
     bool use_wd, centered, use_mom;
 } rmsprop_args;
 
-// p (n), grad (n), square_avg (n)[, momentum_buffer (n)][, grad_avg (n)] -> updated in place over [lo, hi)
-static void rmsprop_range(const void *args, int64_t lo, int64_t hi) {
-    const rmsprop_args *a = args;
+static inline __attribute__((always_inline)) void rmsprop_loop(const rmsprop_args *a, int64_t lo, int64_t hi,
+                                                               const bool use_wd, const bool centered,
+                                                               const bool use_mom) {
     float *restrict p = a->p, *restrict sq = a->sq, *restrict buf = a->buf, *restrict ga = a->ga;
     const float *restrict g = a->g;
     const float alpha = a->alpha, c = a->c, eps = a->eps, wd = a->wd, nlr = a->nlr, mom = a->mom, sign = a->sign;
-    const bool use_wd = a->use_wd, centered = a->centered, use_mom = a->use_mom;
 #pragma omp simd
     for (int64_t i = lo; i < hi; i++) {
         float gi = sign * g[i];
@@ -67,6 +66,21 @@ static void rmsprop_range(const void *args, int64_t lo, int64_t hi) {
         } else {
             p[i] = p[i] + (nlr * gi) / avg;
         }
+    }
+}
+
+// p (n), grad (n), square_avg (n)[, momentum_buffer (n)][, grad_avg (n)] -> updated in place over [lo, hi)
+static void rmsprop_range(const void *args, int64_t lo, int64_t hi) {
+    const rmsprop_args *a = args;
+    switch ((a->use_wd ? 4 : 0) | (a->centered ? 2 : 0) | (a->use_mom ? 1 : 0)) {
+    case 0: rmsprop_loop(a, lo, hi, false, false, false); break;
+    case 1: rmsprop_loop(a, lo, hi, false, false, true); break;
+    case 2: rmsprop_loop(a, lo, hi, false, true, false); break;
+    case 3: rmsprop_loop(a, lo, hi, false, true, true); break;
+    case 4: rmsprop_loop(a, lo, hi, true, false, false); break;
+    case 5: rmsprop_loop(a, lo, hi, true, false, true); break;
+    case 6: rmsprop_loop(a, lo, hi, true, true, false); break;
+    default: rmsprop_loop(a, lo, hi, true, true, true); break;
     }
 }
 

@@ -35,36 +35,48 @@ typedef struct sgd_args {
     bool use_wd, use_mom, first, nesterov;
 } sgd_args;
 
-// p (n), grad (n)[, momentum buffer (n)] -> p, buf updated in place over [lo, hi)
-static void sgd_range(const void *args, int64_t lo, int64_t hi) {
-    const sgd_args *a = args;
+static inline __attribute__((always_inline)) void sgd_loop(const sgd_args *a, int64_t lo, int64_t hi,
+                                                           const bool use_wd, const bool use_mom, const bool first,
+                                                           const bool nesterov) {
     float *restrict p = a->p, *restrict buf = a->buf;
     const float *restrict g = a->g;
     const float wd = a->wd, nlr = a->nlr, sign = a->sign, mom = a->mom, damp1 = a->damp1;
-    const bool use_wd = a->use_wd, first = a->first, nesterov = a->nesterov;
-    if (!a->use_mom) {
-#pragma omp simd
-        for (int64_t i = lo; i < hi; i++) {
-            float d = sign * g[i];
-            if (use_wd) d = d + wd * p[i];
-            p[i] = p[i] + nlr * d;
-        }
-        return;
-    }
 #pragma omp simd
     for (int64_t i = lo; i < hi; i++) {
         float d = sign * g[i];
         if (use_wd) d = d + wd * p[i];
-        float b;
-        if (first) {
-            b = d;
-        } else {
-            b = buf[i] * mom;
-            b = b + damp1 * d;
+        if (use_mom) {
+            float b;
+            if (first) {
+                b = d;
+            } else {
+                b = buf[i] * mom;
+                b = b + damp1 * d;
+            }
+            buf[i] = b;
+            d = nesterov ? d + mom * b : b;
         }
-        buf[i] = b;
-        d = nesterov ? d + mom * b : b;
         p[i] = p[i] + nlr * d;
+    }
+}
+
+// p (n), grad (n)[, momentum buffer (n)] -> p, buf updated in place over [lo, hi)
+static void sgd_range(const void *args, int64_t lo, int64_t hi) {
+    const sgd_args *a = args;
+    if (!a->use_mom) {
+        if (a->use_wd) sgd_loop(a, lo, hi, true, false, false, false);
+        else sgd_loop(a, lo, hi, false, false, false, false);
+        return;
+    }
+    switch ((a->use_wd ? 4 : 0) | (a->first ? 2 : 0) | (a->nesterov ? 1 : 0)) {
+    case 0: sgd_loop(a, lo, hi, false, true, false, false); break;
+    case 1: sgd_loop(a, lo, hi, false, true, false, true); break;
+    case 2: sgd_loop(a, lo, hi, false, true, true, false); break;
+    case 3: sgd_loop(a, lo, hi, false, true, true, true); break;
+    case 4: sgd_loop(a, lo, hi, true, true, false, false); break;
+    case 5: sgd_loop(a, lo, hi, true, true, false, true); break;
+    case 6: sgd_loop(a, lo, hi, true, true, true, false); break;
+    default: sgd_loop(a, lo, hi, true, true, true, true); break;
     }
 }
 
