@@ -95,4 +95,10 @@ bx_status bx__check_nonneg(const char *what, const char *key, double v);
 /* Elementwise loops go parallel above this many elements. */
 #define BX__OPTIM_PAR_MIN 32768
 
+/* Runs fn(args, lo, hi) over [0, n): directly below BX__OPTIM_PAR_MIN
+ * elements (no OpenMP region at all), else split over the threads in
+ * 64-element-aligned chunks. */
+typedef void (*bx__range_fn)(const void *args, int64_t lo, int64_t hi);
+void bx__optim_parallel(bx__range_fn fn, const void *args, int64_t n);
+
 #endif

@@ -8,6 +8,7 @@
 #include "blixt/autograd.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -376,6 +377,20 @@ bool bx_optimizer_has_default(const bx_optimizer *o, const char *key) {
 }
 
 /* ---- step ----------------------------------------------------------------------- */
+
+void bx__optim_parallel(bx__range_fn fn, const void *args, int64_t n) {
+    if (n <= BX__OPTIM_PAR_MIN || omp_get_max_threads() == 1) {
+        fn(args, 0, n);
+        return;
+    }
+#pragma omp parallel
+    {
+        int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t chunk = ((n + nt - 1) / nt + 63) / 64 * 64;
+        int64_t lo = t * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        if (lo < hi) fn(args, lo, hi);
+    }
+}
 
 static bool slot_active(const bx__pslot *s) { return s->p->requires_grad && s->p->grad != NULL; }
 
@@ -829,5 +844,5 @@ done:
     bx__free(ids);
     bx__free(slot_of);
     bx__free(group_of);
-    return st;
+    return st == BX_ERR_NOT_FOUND ? BX_ERR_FORMAT : st; /* a missing key: malformed state */
 }
