@@ -2,8 +2,8 @@
  * yaml.dump(dict) (sort_keys=True, block style, indent 2, plain scalars
  * unless the text would read back as another type or holds indicators,
  * then 'single quotes', "double quotes" for control/non-ASCII text).
- * Not reproduced: PyYAML's folding of long text with spaces past column 80,
- * and multi-line mapping keys. */
+ * Keys that are empty, multi-line or 123+ characters are complex ("? key",
+ * ": value"); long text is folded past column 80 as PyYAML does. */
 #include "io/state_int.h"
 #include "loggers/loggers_int.h"
 
@@ -125,72 +125,124 @@ static int utf8_next(const unsigned char *p, uint32_t *cp) {
     return len;
 }
 
-static void write_double_quoted(bx__sbuf *b, const char *s) {
+static size_t column(const bx__sbuf *b);
+static void line_break_indent(bx__sbuf *b, int cont_indent);
+
+static void put_escape(bx__sbuf *b, uint32_t c) {
+    const char *esc = NULL;
+    switch (c) {
+    case 0x00: esc = "0"; break;
+    case 0x07: esc = "a"; break;
+    case 0x08: esc = "b"; break;
+    case 0x09: esc = "t"; break;
+    case 0x0a: esc = "n"; break;
+    case 0x0b: esc = "v"; break;
+    case 0x0c: esc = "f"; break;
+    case 0x0d: esc = "r"; break;
+    case 0x1b: esc = "e"; break;
+    case '"': esc = "\""; break;
+    case '\\': esc = "\\"; break;
+    case 0x85: esc = "N"; break;
+    case 0xa0: esc = "_"; break;
+    case 0x2028: esc = "L"; break;
+    case 0x2029: esc = "P"; break;
+    default: break;
+    }
+    if (esc) {
+        bx__sb_putc(b, '\\');
+        bx__sb_puts(b, esc);
+    } else if (c <= 0xff) {
+        bx__sb_printf(b, "\\x%02X", (unsigned)c);
+    } else if (c <= 0xffff) {
+        bx__sb_printf(b, "\\u%04X", (unsigned)c);
+    } else {
+        bx__sb_printf(b, "\\U%08X", (unsigned)c);
+    }
+}
+
+/* PyYAML's write_double_quoted (allow_unicode=False: everything outside
+ * printable ASCII escaped), folding with a trailing backslash past column 80. */
+static void write_double_quoted(bx__sbuf *b, const char *s, int cont_indent, bool split) {
+    size_t len = strlen(s), n = 0;
+    uint32_t *cp = bx__malloc((len + 1) * sizeof *cp);
+    if (!cp) {
+        b->oom = true;
+        return;
+    }
+    for (const unsigned char *p = (const unsigned char *)s; *p;) p += utf8_next(p, &cp[n++]);
     bx__sb_putc(b, '"');
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        uint32_t c;
-        p += utf8_next(p, &c);
-        const char *esc = NULL;
-        switch (c) {
-        case 0x00: esc = "0"; break;
-        case 0x07: esc = "a"; break;
-        case 0x08: esc = "b"; break;
-        case 0x09: esc = "t"; break;
-        case 0x0a: esc = "n"; break;
-        case 0x0b: esc = "v"; break;
-        case 0x0c: esc = "f"; break;
-        case 0x0d: esc = "r"; break;
-        case 0x1b: esc = "e"; break;
-        case '"': esc = "\""; break;
-        case '\\': esc = "\\"; break;
-        case 0x85: esc = "N"; break;
-        case 0xa0: esc = "_"; break;
-        case 0x2028: esc = "L"; break;
-        case 0x2029: esc = "P"; break;
-        default: break;
+    size_t start = 0;
+    for (size_t end = 0; end <= n; end++) {
+        bool none = end == n;
+        uint32_t ch = none ? 0 : cp[end];
+        if (none || ch == '"' || ch == '\\' || ch == 0x85 || ch == 0x2028 || ch == 0x2029 ||
+            ch == 0xfeff || ch < 0x20 || ch > 0x7e) {
+            for (; start < end; start++) bx__sb_putc(b, (char)cp[start]);
+            if (!none) {
+                put_escape(b, ch);
+                start = end + 1;
+            }
         }
-        if (esc) {
+        if (end > 0 && end + 1 < n && (ch == ' ' || start >= end) &&
+            column(b) + (end > start ? end - start : 0) > 80 && split) {
+            for (; start < end; start++) bx__sb_putc(b, (char)cp[start]);
             bx__sb_putc(b, '\\');
-            bx__sb_puts(b, esc);
-        } else if (c >= 0x20 && c <= 0x7e) {
-            bx__sb_putc(b, (char)c);
-        } else if (c <= 0xff) {
-            bx__sb_printf(b, "\\x%02X", (unsigned)c);
-        } else if (c <= 0xffff) {
-            bx__sb_printf(b, "\\u%04X", (unsigned)c);
-        } else {
-            bx__sb_printf(b, "\\U%08X", (unsigned)c);
+            line_break_indent(b, cont_indent);
+            if (cp[start] == ' ') bx__sb_putc(b, '\\');
         }
     }
     bx__sb_putc(b, '"');
+    bx__free(cp);
 }
 
-/* PyYAML's write_single_quoted (without width folding): ' doubled; a run of
- * line breaks is written as one more break than it has (a lone break would
- * read back as a space), then the continuation indent. */
-static void write_single_quoted(bx__sbuf *b, const char *s, int cont_indent) {
-    bx__sb_putc(b, '\'');
-    for (const char *p = s; *p;) {
-        if (*p == '\n') {
-            const char *q = p;
-            while (*q == '\n') q++;
+/* Column of the buffer's end (characters since the last line break). */
+static size_t column(const bx__sbuf *b) {
+    size_t i = b->n;
+    while (i > 0 && b->p[i - 1] != '\n') i--;
+    return b->n - i;
+}
+
+static void line_break_indent(bx__sbuf *b, int cont_indent) {
+    bx__sb_putc(b, '\n');
+    for (int i = 0; i < cont_indent; i++) bx__sb_putc(b, ' ');
+}
+
+/* PyYAML's write_plain / write_single_quoted: a single space between words
+ * becomes a line break + the continuation indent once the line is past
+ * column 80 (best_width; not in keys, not at the ends of quoted text). In
+ * single quotes ' is doubled and a run of line breaks is written with one
+ * more break than it has (a lone break would read back as a space). */
+static void write_folded(bx__sbuf *b, const char *s, int cont_indent, bool split, bool quoted) {
+    size_t n = strlen(s), i = 0;
+    if (quoted) bx__sb_putc(b, '\'');
+    while (i < n) {
+        size_t j = i;
+        if (s[i] == ' ') {
+            while (j < n && s[j] == ' ') j++;
+            bool ends = quoted && (i == 0 || j == n);
+            if (j - i == 1 && split && !ends && column(b) > 80) line_break_indent(b, cont_indent);
+            else bx__sb_put(b, s + i, j - i);
+        } else if (s[i] == '\n') {
+            while (j < n && s[j] == '\n') j++;
             bx__sb_putc(b, '\n');
-            for (; p < q; p++) bx__sb_putc(b, '\n');
-            for (int i = 0; i < cont_indent; i++) bx__sb_putc(b, ' ');
-            continue;
+            for (size_t k = i; k < j; k++) bx__sb_putc(b, '\n');
+            for (int k = 0; k < cont_indent; k++) bx__sb_putc(b, ' ');
+        } else {
+            while (j < n && s[j] != ' ' && s[j] != '\n') {
+                if (quoted && s[j] == '\'') bx__sb_putc(b, '\'');
+                bx__sb_putc(b, s[j++]);
+            }
         }
-        if (*p == '\'') bx__sb_putc(b, '\'');
-        bx__sb_putc(b, *p++);
+        i = j;
     }
-    bx__sb_putc(b, '\'');
+    if (quoted) bx__sb_putc(b, '\'');
 }
 
-static void write_str(bx__sbuf *b, const char *s, int cont_indent) {
+static void write_str(bx__sbuf *b, const char *s, int cont_indent, bool split) {
     switch (choose_style(s)) {
-    case STYLE_PLAIN: bx__sb_puts(b, s); break;
-    case STYLE_SINGLE: write_single_quoted(b, s, cont_indent); break;
-    case STYLE_DOUBLE: write_double_quoted(b, s); break;
+    case STYLE_PLAIN: write_folded(b, s, cont_indent, split, false); break;
+    case STYLE_SINGLE: write_folded(b, s, cont_indent, split, true); break;
+    case STYLE_DOUBLE: write_double_quoted(b, s, cont_indent, split); break;
     }
 }
 
@@ -226,7 +278,7 @@ static void write_scalar(bx__sbuf *b, const bx_state *v, int cont_indent) {
     case BX_STATE_BOOL: bx__sb_puts(b, bx_state_get_bool(v) ? "true" : "false"); break;
     case BX_STATE_INT: bx__sb_printf(b, "%lld", (long long)bx_state_get_int(v)); break;
     case BX_STATE_FLOAT: write_float(b, bx_state_get_float(v)); break;
-    case BX_STATE_STRING: write_str(b, bx_state_get_string(v), cont_indent); break;
+    case BX_STATE_STRING: write_str(b, bx_state_get_string(v), cont_indent, true); break;
     case BX_STATE_LIST: bx__sb_puts(b, "[]"); break;
     case BX_STATE_DICT: bx__sb_puts(b, "{}"); break;
     case BX_STATE_TENSOR: bx__sb_puts(b, "null"); break; /* filtered out before */
@@ -238,6 +290,14 @@ static void indent(bx__sbuf *b, int n) {
 }
 
 static void emit_seq(bx__sbuf *b, const bx_state *l, int ind, bool inline_first);
+
+/* PyYAML's check_simple_key: len("!!str") + characters < 128, not empty,
+ * one line. */
+static bool simple_key(const char *k) {
+    size_t chars = 0;
+    for (const unsigned char *p = (const unsigned char *)k; *p; p++) chars += (*p & 0xc0) != 0x80;
+    return chars > 0 && chars + 5 < 128 && !strchr(k, '\n');
+}
 
 static int cmp_keys(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -264,7 +324,26 @@ static void emit_map(bx__sbuf *b, const bx_state *d, int ind, bool inline_first)
     for (size_t i = 0; i < m; i++) {
         const bx_state *v = bx_state_get(d, keys[i]);
         if (i > 0 || !inline_first) indent(b, ind);
-        write_str(b, keys[i], ind + 2);
+        if (!simple_key(keys[i])) { /* "? key" / ": value", value inline after ": " */
+            bx__sb_puts(b, "? ");
+            write_str(b, keys[i], ind + 2, true);
+            bx__sb_putc(b, '\n');
+            indent(b, ind);
+            bx__sb_putc(b, ':');
+            if (!is_collection(v)) {
+                bx__sb_putc(b, ' ');
+                write_scalar(b, v, ind + 2);
+                bx__sb_putc(b, '\n');
+            } else if (bx_state_typeof(v) == BX_STATE_DICT) {
+                bx__sb_putc(b, ' ');
+                emit_map(b, v, ind + 2, true);
+            } else {
+                bx__sb_putc(b, ' ');
+                emit_seq(b, v, ind + 2, true);
+            }
+            continue;
+        }
+        write_str(b, keys[i], ind + 2, false); /* simple keys are never split */
         bx__sb_putc(b, ':');
         if (!is_collection(v)) {
             bx__sb_putc(b, ' ');

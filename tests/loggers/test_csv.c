@@ -2,6 +2,7 @@
  * Lightning 1.9.5 writes them, version folders, errors. */
 #include "test_util.h"
 #include "blixt/logger.h"
+#include "loggers/loggers_int.h"
 
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -301,7 +302,31 @@ static void test_many_rows(void) {
     bx_logger_free(lg);
 }
 
-int main(void) {
+/* --yaml FILE: FILE holds a JSON list of dicts; prints each one's
+ * hparams.yaml text followed by a \x1e separator (check_yaml.py compares
+ * them with PyYAML's yaml.dump). */
+static int yaml_mode(const char *path) {
+    char *text = slurp(path);
+    bx_state *list = NULL;
+    if (!text || bx_state_from_json(text, NULL, NULL, &list) != BX_OK) {
+        fprintf(stderr, "cannot read %s: %s\n", path, bx_errmsg());
+        free(text);
+        return 1;
+    }
+    free(text);
+    for (size_t i = 0; i < bx_state_len(list); i++) {
+        bx__sbuf b = {0};
+        bx__yaml_dump(&b, bx_state_at(list, i));
+        fwrite(b.p, 1, b.n, stdout);
+        fputc('\x1e', stdout);
+        bx__sb_free(&b);
+    }
+    bx_state_free(list);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "--yaml") == 0) return yaml_mode(argv[2]);
     snprintf(g_root, sizeof g_root, "/tmp/blixt_test_csv_XXXXXX");
     if (!mkdtemp(g_root)) {
         perror("mkdtemp");
