@@ -325,8 +325,64 @@ static int yaml_mode(const char *path) {
     return 0;
 }
 
+/* --rows FILE DIR: FILE holds {"header": [...], "rows": [[cell text]...]}
+ * (a conformance trace's csv section); each row is logged as one record
+ * (non-empty cells; "step" as the step; cells without '.', 'e', 'n' or 'i'
+ * as ints) into a CSVLogger in DIR; prints the metrics.csv path. */
+static int rows_mode(const char *path, const char *dir) {
+    char *text = slurp(path);
+    bx_state *doc = NULL;
+    if (!text || bx_state_from_json(text, NULL, NULL, &doc) != BX_OK) {
+        fprintf(stderr, "cannot read %s: %s\n", path, bx_errmsg());
+        free(text);
+        return 1;
+    }
+    free(text);
+    const bx_state *hdr = bx_state_get(doc, "header"), *rows = bx_state_get(doc, "rows");
+    size_t nk = bx_state_len(hdr);
+    bx_csv_logger_opts o = BX_CSV_LOGGER_OPTS_INIT;
+    o.save_dir = dir;
+    bx_logger *lg = bx_csv_logger_new(&o);
+    const char **names = calloc(nk + 1, sizeof *names);
+    double *vals = calloc(nk + 1, sizeof *vals);
+    bool *isint = calloc(nk + 1, sizeof *isint);
+    int rc = 0;
+    for (size_t r = 0; r < bx_state_len(rows) && rc == 0; r++) {
+        const bx_state *row = bx_state_at(rows, r);
+        int n = 0;
+        int64_t step = -1;
+        for (size_t k = 0; k < nk; k++) {
+            const char *cell = bx_state_get_string(bx_state_at(row, k));
+            const char *key = bx_state_get_string(bx_state_at(hdr, k));
+            if (!cell[0]) continue;
+            if (strcmp(key, "step") == 0) {
+                step = strtoll(cell, NULL, 10);
+                continue;
+            }
+            names[n] = key;
+            vals[n] = strtod(cell, NULL);
+            isint[n] = !strpbrk(cell, ".eni");
+            n++;
+        }
+        if (bx_logger_log_metrics_typed(lg, names, vals, isint, n, step) != BX_OK ||
+            bx_logger_save(lg) != BX_OK)
+            rc = 1;
+    }
+    if (rc == 0 && bx_logger_finalize(lg, "success") == BX_OK)
+        printf("%s/metrics.csv\n", bx_logger_log_dir(lg));
+    else
+        fprintf(stderr, "rows mode failed: %s\n", bx_errmsg());
+    free(names);
+    free(vals);
+    free(isint);
+    bx_logger_free(lg);
+    bx_state_free(doc);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--yaml") == 0) return yaml_mode(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "--rows") == 0) return rows_mode(argv[2], argv[3]);
     snprintf(g_root, sizeof g_root, "/tmp/blixt_test_csv_XXXXXX");
     if (!mkdtemp(g_root)) {
         perror("mkdtemp");
