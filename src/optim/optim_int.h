@@ -89,6 +89,14 @@ struct bx_optimizer {
 /* New optimizer of the given type with checked defaults; NULL + error. */
 bx_optimizer *bx__optimizer_new(const bx__optim_vt *vt, const bx__hp *defaults);
 
+/* Key helpers shared by optimizer.c and optimizer_state.c. */
+int bx__hpkey_lookup(const char *key);                    /* -1 if not a torch key */
+bool bx__vt_has_key(const bx__optim_vt *vt, int k);      /* k is one of the type's keys */
+bool bx__is_const_key(int k);                            /* foreach/differentiable/... */
+double *bx__hp_num(bx__hp *hp, int k);                   /* numeric key, else NULL */
+bool *bx__hp_flag(bx__hp *hp, int k);                    /* flag key, else NULL */
+void bx__free_extras(bx__extra *e, int n);
+
 /* Common validation pieces (error text in torch's words). */
 bx_status bx__check_nonneg(const char *what, const char *key, double v);
 
