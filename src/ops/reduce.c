@@ -21,21 +21,24 @@
 #include <string.h>
 
 #define RD_BLK 256
-#define SUM_BLK 1024
+#define SUM_BLK 1024 /* parallel split granularity */
 #define MAX_THREADS 256
 
-/* Serial sum of n contiguous floats: float SIMD partial sums per block,
- * blocks added in double. */
+/* Serial sum of n contiguous floats in SUM_LANES double lanes (explicit
+ * lanes: the same rounding whether or not the compiler vectorises; several
+ * independent vector chains keep the adds pipelined). */
+#define SUM_LANES 32
 static double sum_serial(const float *p, int64_t n) {
-    double s = 0.0;
-    for (int64_t b = 0; b < n; b += SUM_BLK) {
-        int64_t m = BX_MIN((int64_t)SUM_BLK, n - b);
-        float f = 0.0f;
-#pragma omp simd reduction(+ : f)
-        for (int64_t j = 0; j < m; j++) f += p[b + j];
-        s += f;
+    double acc[SUM_LANES] = {0.0};
+    int64_t j = 0;
+    for (; j + SUM_LANES <= n; j += SUM_LANES) {
+#pragma omp simd
+        for (int l = 0; l < SUM_LANES; l++) acc[l] += (double)p[j + l];
     }
-    return s;
+    double t = 0.0;
+    for (; j < n; j++) t += p[j];
+    for (int l = 0; l < SUM_LANES; l++) t += acc[l];
+    return t;
 }
 
 /* Sum of n floats at stride s. */
