@@ -189,7 +189,8 @@ static void kind_reshape(gcase *c) { run_unary(c, b_reshape); }
 static void kind_transpose(gcase *c) { run_unary(c, b_transpose); }
 static void kind_permute(gcase *c) { run_unary(c, b_permute); }
 
-/* ---- concat: in.a, in.b, ... (or in.x0, in.x1, ...), args.dim ----------------------- */
+/* ---- concat: in.a, in.b, ... (skipping in.g, the upstream gradient; or in.x0,
+ * in.x1, ...), args.dim --------------------------------------------------------- */
 
 static bx_tensor *b_concat(ew_case *e, bx_step *st) {
     return bx_concat(st, e->in, e->nin, (int)gc_arg_int(e->c, "dim", 0));
@@ -199,6 +200,7 @@ static void kind_concat(gcase *c) {
     ew_case e = {.c = c};
     char name[8];
     for (int i = 0; i < MAX_IN; i++) {
+        if ('a' + i == 'g') continue; /* in.g is the upstream gradient */
         snprintf(name, sizeof name, "%c", 'a' + i);
         char key[16];
         snprintf(key, sizeof key, "in.%s", name);
