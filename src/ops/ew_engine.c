@@ -249,6 +249,57 @@ static bool tile_plan_of(const ew_loop *L, tile_plan *tp) {
     return true;
 }
 
+/* ---- short rows ----------------------------------------------------------------
+ * When the inner dim is short (a bias of 10 over 128 rows, a (N,1) column
+ * over (N,4)) one kernel call per row costs more than the row. If out is
+ * contiguous across the last two dims, rows are grouped into blocks of
+ * EW_BLK elements: inputs contiguous across rows are read in place, inputs
+ * broadcast over rows (row stride 0) are laid out once per task as a
+ * repeating pattern, others are gathered. */
+#define EW_SHORT 64
+
+static void ew_rows_range(const ew_loop *L, bx__ew_kernel k, const float *p, bool acc, float *const *base,
+                          int64_t rows_per_task, int64_t t0, int64_t t1) {
+    float buf[EW_MAXOP][EW_BLK];
+    int last = L->nd - 1, rd = L->nd - 2, nop = L->nop;
+    int64_t ncols = L->shape[last], nrows = L->shape[rd];
+    int64_t rpb = EW_BLK / ncols, nrt = (nrows + rows_per_task - 1) / rows_per_task;
+    bool filled[EW_MAXOP] = {false};
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t o = t / nrt, r0 = (t % nrt) * rows_per_task, r1 = BX_MIN(nrows, r0 + rows_per_task);
+        int64_t off[EW_MAXOP] = {0, 0, 0, 0, 0}, rem = o;
+        for (int d = rd - 1; d >= 0; d--) {
+            int64_t ix = rem % L->shape[d];
+            rem /= L->shape[d];
+            for (int q = 0; q < nop; q++) off[q] += ix * L->st[q][d];
+        }
+        for (int64_t r = r0; r < r1; r += rpb) {
+            int64_t nr = BX_MIN(rpb, r1 - r);
+            const float *x[EW_MAXOP - 1] = {NULL, NULL, NULL, NULL};
+            for (int q = 1; q < nop; q++) {
+                int64_t sr = L->st[q][rd], sc = L->st[q][last];
+                const float *src = base[q] + off[q] + r * sr;
+                if (sc == 1 && sr == ncols) {
+                    x[q - 1] = src;
+                    continue;
+                }
+                if (sr == 0 && filled[q]) {
+                    x[q - 1] = buf[q];
+                    continue;
+                }
+                int64_t fill = sr == 0 ? rpb : nr; /* a pattern serves every block */
+                for (int64_t i = 0; i < fill; i++)
+                    for (int64_t c = 0; c < ncols; c++) buf[q][i * ncols + c] = src[i * sr + c * sc];
+                filled[q] = sr == 0;
+                x[q - 1] = buf[q];
+            }
+            k(nr * ncols, base[0] + off[0] + r * ncols, x, p, acc);
+        }
+        for (int q = 1; q < nop; q++)
+            if (L->st[q][rd] == 0 && rd > 0) filled[q] = false; /* outer dims may move it */
+    }
+}
+
 bx_status bx__ew_apply(bx__ew_kernel k, const float *p, bool acc, bx_tensor *out, int nin,
                        const bx_tensor *const *in) {
     if (nin < 0 || nin > EW_MAXOP - 1) return bx__error(BX_ERR_INVALID, "elementwise: %d inputs (at most 4)", nin);
@@ -284,7 +335,21 @@ bx_status bx__ew_apply(bx__ew_kernel k, const float *p, bool acc, bx_tensor *out
         }
         return BX_OK;
     }
-    int64_t inner = L.shape[L.nd - 1];
+    int last = L.nd - 1;
+    if (L.nd >= 2 && L.shape[last] < EW_SHORT && L.st[0][last] == 1 && L.st[0][last - 1] == L.shape[last]) {
+        int64_t rpb = EW_BLK / L.shape[last];
+        int64_t rows_per_task = BX_MAX(rpb, EW_CHUNK / L.shape[last] / rpb * rpb);
+        int64_t nrows = L.shape[last - 1];
+        int64_t ntasks = total / (nrows * L.shape[last]) * ((nrows + rows_per_task - 1) / rows_per_task);
+        int nth = nmax > ntasks ? (int)ntasks : nmax;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+        {
+            int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+            ew_rows_range(&L, k, p, acc, base, rows_per_task, ntasks * tid / nt, ntasks * (tid + 1) / nt);
+        }
+        return BX_OK;
+    }
+    int64_t inner = L.shape[last];
     int64_t nch = (inner + EW_CHUNK - 1) / EW_CHUNK;
     int64_t ntasks = total / inner * nch;
     int nth = nmax;
