@@ -5,17 +5,21 @@
  * The engine walks out's shape once: it drops size-1 dims, orders the dims by
  * out's strides (so writes go in memory order, e.g. into a permuted
  * gradient), merges dims that are contiguous for every operand, and then
- * runs the op's kernel over the innermost dim. When every operand has inner
- * stride 1 (same-shape contiguous, or a row vector broadcast over a matrix)
- * the kernel reads the tensors in place; broadcast (stride 0) and strided
- * inputs go through small stack buffers of EW_BLK elements. The work is
- * split into (outer row, inner chunk) tasks, shared out as contiguous ranges
- * over the OpenMP threads above BX_PAR_MIN elements. */
+ * picks one of three schedules:
+ *  - rows (the default): the op's kernel runs over the innermost dim. When
+ *    every operand has inner stride 1 (same-shape contiguous, or a row vector
+ *    broadcast over a matrix) the kernel reads the tensors in place;
+ *    broadcast (stride 0) and strided inputs go through stack buffers of
+ *    EW_BLK elements;
+ *  - short rows (inner dim < EW_SHORT): several rows per kernel call;
+ *  - tiles (one input read across its memory order, e.g. a transpose):
+ *    EW_TILE x EW_TILE tiles through a buffer.
+ * The work is split into tasks, shared out as contiguous ranges over the
+ * OpenMP threads above BX_PAR_MIN elements, so results do not depend on the
+ * thread count. */
 #include "ops/ops_int.h"
 
 #include <omp.h>
-#include <stdio.h>
-#include <string.h>
 
 #define EW_MAXOP 5       /* out + 4 inputs */
 #define EW_BLK 256       /* buffer length for broadcast / strided operands */
