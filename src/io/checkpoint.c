@@ -365,9 +365,10 @@ static bx_status ck_validate(ck_reader *r, const char *path, bx_state **out) {
         return BX_ERR_FORMAT;
     }
     if (tree->type != BX_STATE_DICT) {
+        bx_state_type ty = tree->type;
         bx_state_free(tree);
         return bx__error(BX_ERR_FORMAT, "checkpoint '%s': the state is %s, not a dict (check: JSON root)", path,
-                         bx__state_type_desc(bx_state_typeof(tree)));
+                         bx__state_type_desc(ty));
     }
     for (int i = 0; i < n; i++) {
         if (!r->used[i]) {
