@@ -29,9 +29,13 @@
 
 #include "blixt/checkpoint.h"
 
+#include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define CK_VERSION "1"
@@ -383,6 +387,53 @@ static bx_status ck_validate(ck_reader *r, const char *path, bx_state **out) {
     return BX_OK;
 }
 
+/* After a failed open: the size the file's own header describes (8 + header
+ * + the largest data end offset), when it can be told; 0 otherwise. A file
+ * shorter than that was cut off. *actual gets the file size. */
+static uint64_t described_size(const char *path, uint64_t *actual) {
+    *actual = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct stat sb;
+    uint64_t want = 0;
+    uint8_t lb[8];
+    if (fstat(fd, &sb) != 0) goto done;
+    *actual = (uint64_t)sb.st_size;
+    if (*actual < 8) {
+        want = 8;
+        goto done;
+    }
+    if (pread(fd, lb, 8, 0) != 8) goto done;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | lb[i];
+    if (hlen > 100000000u) goto done; /* absurd: a corrupt length, not a cut */
+    if (8 + hlen > *actual) {
+        want = 8 + hlen;
+        goto done;
+    }
+    char *hdr = malloc(hlen ? hlen : 1);
+    if (!hdr) goto done;
+    if (pread(fd, hdr, hlen, 8) == (ssize_t)hlen) {
+        json_t *root = json_loadb(hdr, hlen, 0, NULL);
+        const char *k;
+        json_t *v;
+        uint64_t end = 0;
+        if (json_is_object(root)) {
+            json_object_foreach(root, k, v) {
+                json_t *e = json_array_get(json_object_get(v, "data_offsets"), 1);
+                if (json_is_integer(e) && json_integer_value(e) > 0 && (uint64_t)json_integer_value(e) > end)
+                    end = (uint64_t)json_integer_value(e);
+            }
+        }
+        json_decref(root);
+        want = 8 + hlen + end;
+    }
+    free(hdr);
+done:
+    close(fd);
+    return want;
+}
+
 bx_status bx_checkpoint_read(const char *path, bx_state **out) {
     if (!out) return bx__error(BX_ERR_INVALID, "checkpoint: NULL output pointer");
     *out = NULL;
@@ -391,7 +442,12 @@ bx_status bx_checkpoint_read(const char *path, bx_state **out) {
     memset(&r, 0, sizeof r);
     bx_status s = bx_st_open(path, &r.f);
     if (s != BX_OK) {
-        if (s == BX_ERR_FORMAT)
+        uint64_t actual, want;
+        if (s == BX_ERR_FORMAT && (want = described_size(path, &actual)) > actual)
+            bx__error_prefix("checkpoint '%s' is truncated: the file has %llu bytes, its header needs %s%llu "
+                             "(check: file size)",
+                             path, (unsigned long long)actual, want == 8 ? "at least " : "", (unsigned long long)want);
+        else if (s == BX_ERR_FORMAT)
             bx__error_prefix("checkpoint '%s' is not a valid safetensors file (check: safetensors rules)", path);
         else bx__error_prefix("checkpoint");
         return s;

@@ -350,7 +350,7 @@ static void test_corruption(void) {
     int bad = 0, cases = 0;
     for (size_t cut = 0; cut < n; cut++, cases++) { /* every truncation */
         spit(q, b, cut);
-        bad += expect_corrupt(q, NULL, "truncation", cut);
+        bad += expect_corrupt(q, "is truncated", "truncation", cut);
     }
     unsigned char *c = malloc(n);
     for (size_t i = 0; i < n; i++) { /* one bit of every byte; all 8 in the first 8 and in the metadata */
