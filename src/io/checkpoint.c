@@ -411,7 +411,7 @@ static uint64_t described_size(const char *path, uint64_t *actual) {
         want = 8 + hlen;
         goto done;
     }
-    char *hdr = malloc(hlen ? hlen : 1);
+    char *hdr = bx__malloc(hlen ? hlen : 1);
     if (!hdr) goto done;
     if (pread(fd, hdr, hlen, 8) == (ssize_t)hlen) {
         json_t *root = json_loadb(hdr, hlen, 0, NULL);
@@ -428,7 +428,7 @@ static uint64_t described_size(const char *path, uint64_t *actual) {
         json_decref(root);
         want = 8 + hlen + end;
     }
-    free(hdr);
+    bx__free(hdr);
 done:
     close(fd);
     return want;
