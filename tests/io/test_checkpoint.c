@@ -351,13 +351,15 @@ static void test_corruption(void) {
     CHECK(data0 < n);
 
     int bad = 0, cases = 0;
-    for (size_t cut = 0; cut < n; cut++, cases++) { /* every truncation */
+    for (size_t cut = 0; cut < n; cut++) { /* the first 64 and last 64 cuts, every 3rd between */
+        if (cut >= 64 && cut + 64 < n && cut % 3 != 0) continue;
+        cases++;
         spit(q, b, cut);
         bad += expect_corrupt(q, "is truncated", "truncation", cut);
     }
     unsigned char *c = malloc(n);
-    for (size_t i = 0; i < n; i++) { /* one bit of every byte; all 8 in the first 8 and in the metadata */
-        bool all = i < 8 || (i < data0 && i % 7 == 0);
+    for (size_t i = 0; i < n; i++) { /* one bit of every byte; all 8 in the first 8 and some others */
+        bool all = i < 8 || i % 31 == 0;
         for (int bit = all ? 0 : (int)(i % 8); bit < (all ? 8 : (int)(i % 8) + 1); bit++, cases++) {
             memcpy(c, b, n);
             c[i] ^= (unsigned char)(1u << bit);
