@@ -114,6 +114,38 @@ static void test_running_4d(void) {
     bx_tensor_free(rv);
 }
 
+/* A size above the parallel threshold gives the same bits on 1 and 2 threads. */
+static void test_threads(void) {
+    bx_rng r;
+    bx_rng_init(&r, 9);
+    int64_t xs[4] = {4, 8, 32, 33}, cs[1] = {8};
+    bx_tensor *x = tu_rand_param(&r, 4, xs, -2, 2), *w = tu_rand_param(&r, 1, cs, 0.5f, 1.5f);
+    bx_tensor *res[2][3];
+    int saved = bx_get_num_threads();
+    for (int t = 0; t < 2; t++) {
+        bx_set_num_threads(t + 1);
+        bx_param_zero_grad(x);
+        bx_param_zero_grad(w);
+        bx_step *st = bx_step_new();
+        bx_tensor *y = bx_batch_norm(st, x, NULL, NULL, w, NULL, true, 0.1, 1e-5);
+        bx_tensor *g = bx_step_tensor(st, BX_F32, 4, xs);
+        for (int64_t i = 0; i < bx_numel(g); i++) ((float *)g->data)[i] = (float)((i % 17) - 8) * 0.1f;
+        CHECK_OK(bx_backward_with_grad(st, y, g));
+        res[t][0] = bx_tensor_clone(y);
+        res[t][1] = bx_tensor_clone(x->grad);
+        res[t][2] = bx_tensor_clone(w->grad);
+        bx_step_free(st);
+    }
+    bx_set_num_threads(saved);
+    for (int k = 0; k < 3; k++) {
+        CHECK(memcmp(res[0][k]->data, res[1][k]->data, sizeof(float) * (size_t)bx_numel(res[0][k])) == 0);
+        bx_tensor_free(res[0][k]);
+        bx_tensor_free(res[1][k]);
+    }
+    bx_tensor_free(x);
+    bx_tensor_free(w);
+}
+
 static void test_errors(void) {
     bx_step *st = bx_step_new();
     int64_t xs[3] = {4, 3, 5}, ws[1] = {4}, one[2] = {1, 3};
@@ -139,6 +171,7 @@ int main(void) {
     run_gradchecks("3-D", 3, s3);
     run_gradchecks("4-D", 4, s4);
     test_running_4d();
+    test_threads();
     test_errors();
     return tu_finish("test_batch_norm");
 }

@@ -130,6 +130,8 @@ static void test_cases(void) {
     check_case("depthwise 32 stride 2", c7, false);
     conv_case c8 = {2, 17, 9, 10, 20, 3, 5, {{1, 2}, {2, 0}, {2, 1}, 1, false}, false};
     check_case("odd channels", c8, false);
+    conv_case c9 = {2, 1, 12, 12, 32, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1, false}, true};
+    check_case("1 input channel (plain output)", c9, true);
 }
 
 /* Gradient of a blocked-layout conv against a double reference backward. */
@@ -271,5 +273,12 @@ int main(void) {
     test_blocked_backward();
     test_errors();
     test_steady_alloc();
+    /* a different thread count builds other primitives (cache key) */
+    int saved = bx_get_num_threads();
+    bx_set_num_threads(2);
+    conv_case c6 = {3, 32, 14, 14, 64, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1, false}, true};
+    check_case("32->64 blocked, 2 threads", c6, false);
+    test_blocked_backward();
+    bx_set_num_threads(saved);
     return tu_finish("test_conv");
 }

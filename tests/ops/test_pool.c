@@ -214,6 +214,42 @@ static void test_gradcheck(void) {
     bx_tensor_free(x3);
 }
 
+/* Sizes above the parallel threshold give the same bits on 1 and 2 threads. */
+static void test_threads(void) {
+    int64_t xs[4] = {4, 6, 40, 41};
+    bx_tensor *x = distinct_input(4, xs);
+    pool_case cases[3] = {{P_MAX, BX_POOL2D_OPTS_INIT, 0, 0}, {P_AVG, BX_POOL2D_OPTS_INIT, 0, 0},
+                          {P_ADA, BX_POOL2D_OPTS_INIT, 5, 7}};
+    cases[0].o.kernel[0] = cases[0].o.kernel[1] = 3;
+    cases[0].o.stride[0] = cases[0].o.stride[1] = 2;
+    cases[0].o.padding[0] = 1;
+    cases[1].o.ceil_mode = true;
+    int saved = bx_get_num_threads();
+    for (int k = 0; k < 3; k++) {
+        bx_tensor *res[2][2];
+        for (int t = 0; t < 2; t++) {
+            bx_set_num_threads(t + 1);
+            bx_param_zero_grad(x);
+            bx_step *st = bx_step_new();
+            bx_tensor *in[1] = {x};
+            bx_tensor *y = pool_fn(st, in, &cases[k]);
+            bx_tensor *g = bx_step_tensor(st, BX_F32, y->ndim, y->shape);
+            for (int64_t i = 0; i < bx_numel(g); i++) ((float *)g->data)[i] = (float)((i % 13) - 6) * 0.1f;
+            CHECK_OK(bx_backward_with_grad(st, y, g));
+            res[t][0] = bx_tensor_clone(y);
+            res[t][1] = bx_tensor_clone(x->grad);
+            bx_step_free(st);
+        }
+        for (int j = 0; j < 2; j++) {
+            CHECK(memcmp(res[0][j]->data, res[1][j]->data, sizeof(float) * (size_t)bx_numel(res[0][j])) == 0);
+            bx_tensor_free(res[0][j]);
+            bx_tensor_free(res[1][j]);
+        }
+    }
+    bx_set_num_threads(saved);
+    bx_tensor_free(x);
+}
+
 static void test_errors(void) {
     bx_step *st = bx_step_new();
     int64_t s[4] = {1, 2, 4, 4};
@@ -242,6 +278,7 @@ int main(void) {
     test_max_ties();
     test_avg_torch();
     test_gradcheck();
+    test_threads();
     test_errors();
     return tu_finish("test_pool");
 }
