@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define POOL_PAR_MIN 32768 /* elements below which a kernel stays on one thread */
+#define MAXPOOL_LANES 16
 
 typedef struct pool_geom {
     int64_t planes, h, w, oh, ow;
@@ -121,28 +122,93 @@ typedef struct maxpool_ctx {
     int32_t *argmax; /* per output: index in its plane, -1 for an empty window */
 } maxpool_ctx;
 
-/* One plane: x (h,w) -> y (oh,ow), argmax. Windows scan rows then columns;
- * a value replaces the maximum only when strictly greater (or NaN), so the
- * first maximum wins. Padding is never selected. */
+/* Output columns [lo, hi) whose windows lie entirely inside the input
+ * columns: there the kernels need no bounds checks and vectorise across
+ * outputs. */
+static void interior_cols(const pool_geom *g, int64_t *lo, int64_t *hi) {
+    int64_t ext = (g->kw - 1) * g->dw; /* last column offset of a window */
+    *lo = BX_MIN((g->pw + g->sw - 1) / g->sw, g->ow);
+    int64_t last = g->w - 1 - ext + g->pw; /* j*sw <= last */
+    *hi = last < 0 ? 0 : BX_MIN(last / g->sw + 1, g->ow);
+    if (*hi < *lo) *hi = *lo;
+}
+
+/* A value replaces the running maximum only when strictly greater, or NaN
+ * (PyTorch's rule): the first maximum of the scan wins. */
+static inline bool max_takes(float v, float best) { return (v > best) | (v != v); }
+
+/* One output of a plane, any window position (bounds-checked). */
+static void maxpool_one(const pool_geom *g, const float *x, int64_t h0, int64_t h1, int64_t j, float *y,
+                        int32_t *am) {
+    int64_t w0 = j * g->sw - g->pw, w1 = BX_MIN(w0 + (g->kw - 1) * g->dw + 1, g->w);
+    while (w0 < 0) w0 += g->dw;
+    float best = -INFINITY;
+    int64_t bi = -1;
+    for (int64_t h = h0; h < h1; h += g->dh)
+        for (int64_t w = w0; w < w1; w += g->dw) {
+            float v = x[h * g->w + w];
+            if (bi < 0 || max_takes(v, best)) { /* the first element starts the scan */
+                best = v;
+                bi = h * g->w + w;
+            }
+        }
+    *y = best;
+    *am = (int32_t)bi;
+}
+
+/* One plane: x (h,w) -> y (oh,ow), am = argmax (index in the plane, -1 for a
+ * window without input elements). Windows are scanned rows then columns; in
+ * the interior all outputs of a row advance through their windows together
+ * (same scan order per output, vectorised across outputs). Padding is never
+ * selected. */
 static void maxpool_plane(const pool_geom *g, const float *x, float *y, int32_t *am) {
+    int64_t lo, hi;
+    interior_cols(g, &lo, &hi);
+    const int64_t W = g->w, sw = g->sw;
     for (int64_t i = 0; i < g->oh; i++) {
         int64_t h0 = i * g->sh - g->ph, h1 = BX_MIN(h0 + (g->kh - 1) * g->dh + 1, g->h);
         while (h0 < 0) h0 += g->dh;
-        for (int64_t j = 0; j < g->ow; j++) {
-            int64_t w0 = j * g->sw - g->pw, w1 = BX_MIN(w0 + (g->kw - 1) * g->dw + 1, g->w);
-            while (w0 < 0) w0 += g->dw;
-            float best = -INFINITY;
-            int64_t bi = -1;
+        float *yr = y + i * g->ow;
+        int32_t *ar = am + i * g->ow;
+        for (int64_t j = 0; j < lo; j++) maxpool_one(g, x, h0, h1, j, yr + j, ar + j);
+        for (int64_t j = hi; j < g->ow; j++) maxpool_one(g, x, h0, h1, j, yr + j, ar + j);
+        if (lo == hi) continue;
+        if (h0 >= h1) { /* no input row in the window */
+            for (int64_t j = lo; j < hi; j++) yr[j] = -INFINITY, ar[j] = -1;
+            continue;
+        }
+        /* Chunks of MAXPOOL_LANES outputs with a fixed trip count (lanes past
+         * the end repeat the last output), so the compare-select loop is
+         * fully vectorised with no scalar remainder, whose NaN-aware
+         * compares would branch. */
+        for (int64_t j0 = lo; j0 < hi; j0 += MAXPOOL_LANES) {
+            const int64_t last = BX_MIN(j0 + MAXPOOL_LANES, hi) - 1;
+            float bv[MAXPOOL_LANES];
+            int32_t bi[MAXPOOL_LANES];
+            bool first = true;
             for (int64_t h = h0; h < h1; h += g->dh)
-                for (int64_t w = w0; w < w1; w += g->dw) {
-                    float v = x[h * g->w + w];
-                    if (bi < 0 || v > best || isnan(v)) { /* the first element starts the scan */
-                        best = v;
-                        bi = h * g->w + w;
+                for (int64_t b = 0; b < g->kw; b++) {
+                    const int64_t base = h * W + b * g->dw - g->pw; /* + j*sw >= 0 for j >= lo */
+                    if (first) {
+#pragma omp simd
+                        for (int l = 0; l < MAXPOOL_LANES; l++) {
+                            int64_t idx = base + BX_MIN(j0 + l, last) * sw;
+                            bv[l] = x[idx];
+                            bi[l] = (int32_t)idx;
+                        }
+                        first = false;
+                        continue;
+                    }
+#pragma omp simd
+                    for (int l = 0; l < MAXPOOL_LANES; l++) {
+                        int64_t idx = base + BX_MIN(j0 + l, last) * sw;
+                        float v = x[idx];
+                        bool t = max_takes(v, bv[l]);
+                        bv[l] = t ? v : bv[l];
+                        bi[l] = t ? (int32_t)idx : bi[l];
                     }
                 }
-            y[i * g->ow + j] = best;
-            if (am) am[i * g->ow + j] = (int32_t)bi;
+            for (int64_t j = j0; j <= last; j++) yr[j] = bv[j - j0], ar[j] = bi[j - j0];
         }
     }
 }
@@ -176,16 +242,14 @@ bx_tensor *bx_max_pool2d(bx_step *st, bx_tensor *x, const bx_pool2d_opts *o) {
     x = bx_contiguous(st, x);
     bx_tensor *y = pool_output(st, x, g.oh, g.ow);
     if (bx_is_poison(x) || bx_is_poison(y)) return bx__poison(st);
-    int32_t *am = NULL;
-    if (bx__needs_grad(st, 1, &x)) {
-        am = bx_step_alloc(st, sizeof(int32_t) * (size_t)bx_numel(y));
-        if (!am) return bx__poison(st);
-    }
+    /* argmax for the backward; also needed by the kernel without one */
+    int32_t *am = bx_step_alloc(st, sizeof(int32_t) * (size_t)bx_numel(y));
+    if (!am) return bx__poison(st);
     const float *xd = x->data;
     float *yd = y->data;
     int64_t on = g.oh * g.ow, in = g.h * g.w;
 #pragma omp parallel for if (g.planes * in >= POOL_PAR_MIN)
-    for (int64_t p = 0; p < g.planes; p++) maxpool_plane(&g, xd + p * in, yd + p * on, am ? am + p * on : NULL);
+    for (int64_t p = 0; p < g.planes; p++) maxpool_plane(&g, xd + p * in, yd + p * on, am + p * on);
     maxpool_ctx *c;
     bx__record(st, "max_pool2d", max_pool2d_backward, y, 1, &x, sizeof *c, (void **)&c);
     if (c) {
@@ -223,24 +287,71 @@ static bool avg_window(const avgpool_ctx *c, int64_t i, int64_t j, int64_t *h0, 
     return true;
 }
 
-static void avgpool_plane(const avgpool_ctx *c, const float *x, float *y) {
+/* Rows of output row i clipped to the input, and the divisor of its
+ * interior windows (full kw columns inside the input). false: no input row. */
+static bool avg_rows(const avgpool_ctx *c, int64_t i, int64_t *h0, int64_t *h1, float *div) {
     const pool_geom *g = &c->g;
-    for (int64_t i = 0; i < g->oh; i++)
-        for (int64_t j = 0; j < g->ow; j++) {
-            int64_t h0, h1, w0, w1;
-            float div;
-            if (!avg_window(c, i, j, &h0, &h1, &w0, &w1, &div)) {
-                y[i * g->ow + j] = 0.0f;
-                continue;
-            }
-            float s = 0.0f;
-            for (int64_t h = h0; h < h1; h++)
-                for (int64_t w = w0; w < w1; w++) s += x[h * g->w + w];
-            y[i * g->ow + j] = s / div;
-        }
+    int64_t hs = i * g->sh - g->ph, he = BX_MIN(hs + g->kh, g->h + g->ph);
+    int64_t pool_h = he - hs;
+    *h0 = BX_MAX(hs, 0), *h1 = BX_MIN(he, g->h);
+    if (c->divisor_override) *div = (float)c->divisor_override;
+    else *div = (float)((c->count_include_pad ? pool_h : *h1 - *h0) * g->kw);
+    return *h0 < *h1;
 }
 
-/* gy (planes,oh,ow) -> gx: each output spreads gy/divisor over its window. */
+/* One output (i,j), bounds-checked: the window's sum (rows then columns,
+ * PyTorch's order) over its divisor, 0 for a window without input. */
+static float avg_one(const avgpool_ctx *c, const float *x, int64_t i, int64_t j) {
+    int64_t h0, h1, w0, w1;
+    float div;
+    if (!avg_window(c, i, j, &h0, &h1, &w0, &w1, &div)) return 0.0f;
+    float s = 0.0f;
+    for (int64_t h = h0; h < h1; h++)
+        for (int64_t w = w0; w < w1; w++) s += x[h * c->g.w + w];
+    return s / div;
+}
+
+/* The gradient of output (i,j), bounds-checked: gy/divisor to its window. */
+static void avg_one_backward(const avgpool_ctx *c, float gy, int64_t i, int64_t j, float *gx) {
+    int64_t h0, h1, w0, w1;
+    float div;
+    if (!avg_window(c, i, j, &h0, &h1, &w0, &w1, &div)) return;
+    float v = gy / div;
+    for (int64_t h = h0; h < h1; h++)
+        for (int64_t w = w0; w < w1; w++) gx[h * c->g.w + w] += v;
+}
+
+/* One plane: x (h,w) -> y (oh,ow); interior columns are vectorised across
+ * outputs with the same per-window summation order. */
+static void avgpool_plane(const avgpool_ctx *c, const float *x, float *y) {
+    const pool_geom *g = &c->g;
+    int64_t lo, hi;
+    interior_cols(g, &lo, &hi);
+    const int64_t W = g->w, sw = g->sw;
+    for (int64_t i = 0; i < g->oh; i++) {
+        float *yr = y + i * g->ow;
+        for (int64_t j = 0; j < lo; j++) yr[j] = avg_one(c, x, i, j);
+        for (int64_t j = hi; j < g->ow; j++) yr[j] = avg_one(c, x, i, j);
+        if (lo == hi) continue;
+        int64_t h0, h1;
+        float div;
+        bool any = avg_rows(c, i, &h0, &h1, &div);
+#pragma omp simd
+        for (int64_t j = lo; j < hi; j++) yr[j] = 0.0f;
+        if (!any) continue;
+        for (int64_t h = h0; h < h1; h++)
+            for (int64_t b = 0; b < g->kw; b++) {
+                const int64_t base = h * W + b - g->pw; /* + j*sw >= 0 for j >= lo */
+#pragma omp simd
+                for (int64_t j = lo; j < hi; j++) yr[j] += x[base + j * sw];
+            }
+#pragma omp simd
+        for (int64_t j = lo; j < hi; j++) yr[j] /= div;
+    }
+}
+
+/* gy (planes,oh,ow) -> gx: each output spreads gy/divisor over its window
+ * (within one (h, b) pass the interior outputs touch distinct columns). */
 static void avg_pool2d_backward(bx_step *st, bx_node *n) {
     bx_tensor *gx = bx__grad(st, n->in[0]);
     if (!gx) return;
@@ -248,20 +359,27 @@ static void avg_pool2d_backward(bx_step *st, bx_node *n) {
     const pool_geom *g = &c->g;
     const float *gy = n->out->grad->data;
     float *gxd = gx->data;
-    int64_t on = g->oh * g->ow, in = g->h * g->w;
+    int64_t on = g->oh * g->ow, in = g->h * g->w, lo, hi;
+    interior_cols(g, &lo, &hi);
+    const int64_t W = g->w, sw = g->sw;
 #pragma omp parallel for if (g->planes * in >= POOL_PAR_MIN)
     for (int64_t p = 0; p < g->planes; p++) {
         const float *gyp = gy + p * on;
         float *gxp = gxd + p * in;
-        for (int64_t i = 0; i < g->oh; i++)
-            for (int64_t j = 0; j < g->ow; j++) {
-                int64_t h0, h1, w0, w1;
-                float div;
-                if (!avg_window(c, i, j, &h0, &h1, &w0, &w1, &div)) continue;
-                float v = gyp[i * g->ow + j] / div;
-                for (int64_t h = h0; h < h1; h++)
-                    for (int64_t w = w0; w < w1; w++) gxp[h * g->w + w] += v;
-            }
+        for (int64_t i = 0; i < g->oh; i++) {
+            const float *gyr = gyp + i * g->ow;
+            for (int64_t j = 0; j < lo; j++) avg_one_backward(c, gyr[j], i, j, gxp);
+            for (int64_t j = hi; j < g->ow; j++) avg_one_backward(c, gyr[j], i, j, gxp);
+            int64_t h0, h1;
+            float div;
+            if (lo == hi || !avg_rows(c, i, &h0, &h1, &div)) continue;
+            for (int64_t h = h0; h < h1; h++)
+                for (int64_t b = 0; b < g->kw; b++) {
+                    const int64_t base = h * W + b - g->pw;
+#pragma omp simd
+                    for (int64_t j = lo; j < hi; j++) gxp[base + j * sw] += gyr[j] / div;
+                }
+        }
     }
 }
 
