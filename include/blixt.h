@@ -8,5 +8,6 @@
 #include "blixt/ops.h"
 #include "blixt/safetensors.h"
 #include "blixt/state.h"
+#include "blixt/idx.h"
 
 #endif
