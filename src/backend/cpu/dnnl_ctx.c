@@ -104,13 +104,6 @@ bx_status bx__dnnl_reorder_new(const dnnl_memory_desc_t *src, const dnnl_memory_
     return s;
 }
 
-size_t bx__dnnl_scratchpad_size(const_dnnl_primitive_t prim) {
-    const_dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success || !pd) return 0;
-    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-    return md ? dnnl_memory_desc_get_size(md) : 0;
-}
-
 bx_status bx__dnnl_args_add(bx__dnnl_args *a, int arg, const dnnl_memory_desc_t *md, void *ptr) {
     dnnl_engine_t eng;
     bx_status s = bx__dnnl_get(&eng, NULL);

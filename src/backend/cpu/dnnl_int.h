@@ -47,9 +47,6 @@ bx_status bx__dnnl_primitive(const void *op_desc, const_dnnl_primitive_desc_t hi
 bx_status bx__dnnl_reorder_new(const dnnl_memory_desc_t *src, const dnnl_memory_desc_t *dst,
                                bool accumulate, dnnl_primitive_t *prim);
 
-/* Scratchpad bytes a primitive needs (0 if none). */
-size_t bx__dnnl_scratchpad_size(const_dnnl_primitive_t prim);
-
 /* Argument list for one execution: memory objects wrapping caller buffers. */
 #define BX__DNNL_MAX_ARGS 10
 typedef struct bx__dnnl_args {
