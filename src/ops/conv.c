@@ -276,7 +276,26 @@ typedef struct conv_ctx {
     conv_key key;
     const void *xb; /* x in the forward's src layout (arena, or x->data) */
     const void *wb; /* w in the forward's weights layout */
+    dnnl_memory_desc_t xb_md, wb_md; /* those layouts (see relayout) */
 } conv_ctx;
+
+/* p (laid out as `from`) in layout `to`: p itself when equal. Only differs
+ * when the entry was evicted and rebuilt between a forward and its backward
+ * under another thread count, so the reorder is made on the spot. */
+static const void *relayout(bx_step *st, const dnnl_memory_desc_t *from, const void *p,
+                            const dnnl_memory_desc_t *to) {
+    if (dnnl_memory_desc_equal(from, to)) return p;
+    dnnl_primitive_t r = NULL;
+    void *buf = bx_step_alloc(st, dnnl_memory_desc_get_size(to));
+    if (!buf) return NULL;
+    if (bx__dnnl_reorder_new(from, to, false, &r) != BX_OK) {
+        bx_step_fail(st, BX_ERR_BACKEND, "conv2d backward: %s", bx_errmsg());
+        return NULL;
+    }
+    bx_status s = bx__dnnl_reorder_run(st, r, from, p, to, buf, "conv2d backward (relayout)");
+    if (r) dnnl_primitive_destroy(r);
+    return s == BX_OK ? buf : NULL;
+}
 
 /* Buffer in layout md holding `src` (user layout): src itself when no reorder. */
 static void *to_layout(bx_step *st, dnnl_primitive_t r, const dnnl_memory_desc_t *user_md, const void *src,
@@ -290,7 +309,8 @@ static void *to_layout(bx_step *st, dnnl_primitive_t r, const dnnl_memory_desc_t
 
 static bool run_bwd_w(bx_step *st, conv_entry *e, const conv_ctx *c, const float *gy, bx_tensor *gw,
                       bx_tensor *gb, const void **ddst_out) {
-    const void *src = to_layout(st, e->bw_r_src, &e->f_src, c->xb, &e->bw_src, "conv2d backward (src reorder)");
+    const void *xb = relayout(st, &c->xb_md, c->xb, &e->f_src);
+    const void *src = xb ? to_layout(st, e->bw_r_src, &e->f_src, xb, &e->bw_src, "conv2d backward (src reorder)") : NULL;
     const void *ddst = src ? to_layout(st, e->bw_r_ddst, &e->y_md, gy, &e->bw_ddst, "conv2d backward (grad reorder)")
                            : NULL;
     void *dwei = ddst ? bx_step_alloc(st, dnnl_memory_desc_get_size(&e->bw_dwei)) : NULL;
@@ -321,7 +341,8 @@ static bool run_bwd_w(bx_step *st, conv_entry *e, const conv_ctx *c, const float
 
 static bool run_bwd_d(bx_step *st, conv_entry *e, const conv_ctx *c, const float *gy, const void *ddst_w,
                       bx_tensor *gx) {
-    const void *wei = to_layout(st, e->bd_r_wei, &e->f_wei, c->wb, &e->bd_wei, "conv2d backward (weight reorder)");
+    const void *wb = relayout(st, &c->wb_md, c->wb, &e->f_wei);
+    const void *wei = wb ? to_layout(st, e->bd_r_wei, &e->f_wei, wb, &e->bd_wei, "conv2d backward (weight reorder)") : NULL;
     const void *ddst = ddst_w && e->bw_ready && dnnl_memory_desc_equal(&e->bd_ddst, &e->bw_ddst)
                            ? ddst_w
                            : to_layout(st, e->bd_r_ddst, &e->y_md, gy, &e->bd_ddst, "conv2d backward (grad reorder)");
@@ -461,8 +482,8 @@ bx_tensor *bx_conv2d(bx_step *st, bx_tensor *x, bx_tensor *w, bx_tensor *b, cons
         else bx__dnnl_args_release(&a);
     }
     if (s == BX_OK) s = bx__dnnl_reorder_run(st, e->f_r_dst, &e->f_dst, yb, &e->y_md, y->data, "conv2d (output reorder)");
-    conv_release(e);
     if (s != BX_OK || bx_step_status(st) != BX_OK) {
+        conv_release(e);
         if (bx_step_status(st) == BX_OK) bx_step_fail(st, s, "conv2d: %s", bx_errmsg());
         return bx__poison(st);
     }
@@ -472,6 +493,9 @@ bx_tensor *bx_conv2d(bx_step *st, bx_tensor *x, bx_tensor *w, bx_tensor *b, cons
         c->key = k;
         c->xb = xb;
         c->wb = wb;
+        c->xb_md = e->f_src; /* read while the entry is pinned */
+        c->wb_md = e->f_wei;
     }
+    conv_release(e);
     return y;
 }

@@ -267,12 +267,61 @@ static void test_steady_alloc(void) {
     bx_tensor_free(b);
 }
 
+/* A forward whose cache entry is evicted (more distinct shapes than the
+ * cache holds) before its backward, which then rebuilds the entry. */
+static void test_eviction(void) {
+    bx_rng r;
+    bx_rng_init(&r, 21);
+    int64_t xs[4] = {2, 16, 9, 9}, ws[4] = {8, 16, 3, 3}, bs[1] = {8};
+    bx_tensor *x = tu_rand_param(&r, 4, xs, -1, 1), *w = tu_rand_param(&r, 4, ws, -1, 1),
+              *b = tu_rand_param(&r, 1, bs, -1, 1);
+    bx_tensor *ref[3];
+    bx_step *st = bx_step_new(), *other = bx_step_new();
+    for (int pass = 0; pass < 2; pass++) {
+        bx_param_zero_grad(x);
+        bx_param_zero_grad(w);
+        bx_param_zero_grad(b);
+        bx_step_reset(st);
+        bx_tensor *y = bx_conv2d(st, x, w, b, NULL);
+        if (pass == 1) {
+            bx_no_grad_push(other);
+            for (int64_t k = 0; k < 70; k++) { /* 70 other shapes: evicts y's entry */
+                bx_step_reset(other);
+                int64_t s2[4] = {1, 2, 4 + k % 10, 4 + k / 10}, w2[4] = {2, 2, 2, 2};
+                bx_conv2d(other, bx_step_zeros(other, BX_F32, 4, s2), bx_step_zeros(other, BX_F32, 4, w2), NULL, NULL);
+                CHECK_OK(bx_step_status(other));
+            }
+            bx_no_grad_pop(other);
+        }
+        bx_tensor *g = bx_step_tensor(st, BX_F32, 4, y->shape);
+        for (int64_t i = 0; i < bx_numel(g); i++) ((float *)g->data)[i] = (float)(i % 7) - 3.0f;
+        CHECK_OK(bx_backward_with_grad(st, y, g));
+        if (pass == 0) {
+            ref[0] = bx_tensor_clone(x->grad);
+            ref[1] = bx_tensor_clone(w->grad);
+            ref[2] = bx_tensor_clone(b->grad);
+        } else {
+            bx_tensor *got[3] = {x->grad, w->grad, b->grad};
+            for (int k = 0; k < 3; k++) {
+                CHECK(memcmp(got[k]->data, ref[k]->data, sizeof(float) * (size_t)bx_numel(ref[k])) == 0);
+                bx_tensor_free(ref[k]);
+            }
+        }
+    }
+    bx_step_free(st);
+    bx_step_free(other);
+    bx_tensor_free(x);
+    bx_tensor_free(w);
+    bx_tensor_free(b);
+}
+
 int main(void) {
     test_hand();
     test_cases();
     test_blocked_backward();
     test_errors();
     test_steady_alloc();
+    test_eviction();
     /* a different thread count builds other primitives (cache key) */
     int saved = bx_get_num_threads();
     bx_set_num_threads(2);
