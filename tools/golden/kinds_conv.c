@@ -161,8 +161,8 @@ static void run_pool(gcase *c, int which) {
         json_t *v = json_object_get(gc_args(c), "output_size");
         int64_t in_h = x->ndim >= 2 ? x->shape[x->ndim - 2] : 0, in_w = x->ndim >= 1 ? x->shape[x->ndim - 1] : 0;
         if (json_is_integer(v)) oh = ow = json_integer_value(v);
-        else if (json_is_array(v) && json_array_size(v) == 2) {
-            json_t *a = json_array_get(v, 0), *b = json_array_get(v, 1);
+        else if (json_is_array(v) && (json_array_size(v) == 1 || json_array_size(v) == 2)) {
+            json_t *a = json_array_get(v, 0), *b = json_array_get(v, json_array_size(v) - 1);
             oh = json_is_null(a) ? in_h : json_integer_value(a);
             ow = json_is_null(b) ? in_w : json_integer_value(b);
         } else {
