@@ -10,5 +10,7 @@
 #include "blixt/safetensors.h"
 #include "blixt/state.h"
 #include "blixt/idx.h"
+#include "blixt/optim.h"
+#include "blixt/sched.h"
 
 #endif

@@ -55,6 +55,11 @@ bool bx_grad_enabled(const bx_step *st);
  * the Trainer seeds it. */
 bx_rng *bx_step_rng(bx_step *st);
 
+/* An opaque pointer for the layer running the step (the Trainer keeps its
+ * per-step context here so bx_log / bx_step_set_loss can find it). */
+void bx_step_set_owner(bx_step *st, void *owner);
+void *bx_step_owner(const bx_step *st);
+
 /* Bytes currently used / reserved by the arena. */
 size_t bx_step_arena_used(const bx_step *st);
 size_t bx_step_arena_capacity(const bx_step *st);

@@ -44,6 +44,7 @@ struct bx_step {
     char errmsg[512];
     bx_tensor poison;
     bx_rng rng;
+    void *owner;          /* the Trainer's step context, or NULL */
 };
 
 /* Returns the poison tensor (after an error was recorded). */

@@ -56,6 +56,8 @@ void bx_no_grad_pop(bx_step *st) {
 }
 bool bx_grad_enabled(const bx_step *st) { return st->no_grad == 0; }
 bx_rng *bx_step_rng(bx_step *st) { return &st->rng; }
+void bx_step_set_owner(bx_step *st, void *owner) { st->owner = owner; }
+void *bx_step_owner(const bx_step *st) { return st->owner; }
 size_t bx_step_arena_used(const bx_step *st) { return st->arena.used_total; }
 size_t bx_step_arena_capacity(const bx_step *st) { return st->arena.capacity; }
 
