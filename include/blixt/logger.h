@@ -24,7 +24,7 @@ typedef struct bx_logger_ops {
     bx_status (*finalize)(void *self, const char *status);
     /* Experiment name, version text ("0" or a user string), folders. The
      * version is resolved lazily (first free version_N) and then fixed. */
-    const char *(*name)(void *self);
+    const char *(*experiment_name)(void *self);
     const char *(*version)(void *self);
     const char *(*save_dir)(void *self);
     const char *(*log_dir)(void *self);
