@@ -93,13 +93,15 @@ static bx_status save(mc_stub *m, bx_trainer *tr) {
         m->has_current = true;
     }
     if (m->o.save_top_k != 0 && better) {
-        mkdirs(m->dirpath);
-        bx_status s = bx_trainer_save_checkpoint(tr, path, m->o.save_weights_only);
-        if (s != BX_OK) return s;
-        if (m->best_path[0] && strcmp(m->best_path, path) != 0 && m->o.save_top_k == 1) unlink(m->best_path);
+        char old[2048];
+        snprintf(old, sizeof old, "%s", m->best_path);
         snprintf(m->best_path, sizeof m->best_path, "%s", path);
         m->best_score = score;
         m->has_best = m->monitor != NULL;
+        mkdirs(m->dirpath);
+        bx_status s = bx_trainer_save_checkpoint(tr, path, m->o.save_weights_only);
+        if (s != BX_OK) return s;
+        if (old[0] && strcmp(old, path) != 0 && m->o.save_top_k == 1) unlink(old);
     }
     if (m->o.save_last == 1) {
         join(path, sizeof path, m->dirpath, "last.ckpt");
