@@ -433,7 +433,9 @@ int main(int argc, char **argv) {
     bool failed = false;
     size_t n = pl ? json_array_size(pl) : 1;
     for (size_t i = 0; i < n && !failed; i++) {
-        json_t *m = merged_phase(sc, pl ? json_array_get(pl, i) : json_object());
+        json_t *empty = json_object();
+        json_t *m = merged_phase(sc, pl ? json_array_get(pl, i) : empty);
+        json_decref(empty);
         json_array_append_new(phases, run_phase(m, (int)i, &failed));
         json_decref(m);
     }
