@@ -636,7 +636,29 @@ static bx_status r_teardown(void *self, bx_trainer *tr, bx_stage s) {
 }
 static bx_status r_tbs(void *self, bx_trainer *tr, const bx_batch *b, int64_t i) {
     (void)b;
-    sc_event(self, "cb", "on_train_batch_start", tr, i, NULL);
+    sc_phase *ph = self;
+    sc_event(ph, "cb", "on_train_batch_start", tr, i, NULL);
+    if (ph->step_lrs) {
+        json_t *r = json_object(), *lrs = json_array(), *mom = json_array();
+        json_object_set_new(r, "epoch", json_integer(bx_trainer_current_epoch(tr)));
+        json_object_set_new(r, "step", json_integer(bx_trainer_global_step(tr)));
+        json_object_set_new(r, "batch_idx", json_integer(i));
+        for (int o = 0; o < bx_trainer_num_optimizers(tr); o++) {
+            bx_optimizer *opt = bx_trainer_optimizer(tr, o);
+            json_t *l = json_array(), *m = json_array();
+            for (int g = 0; g < bx_optimizer_num_groups(opt); g++) {
+                double mv = 0;
+                json_array_append_new(l, json_real(bx_optimizer_get_lr(opt, g)));
+                bx_optimizer_get_momentum(opt, g, &mv);
+                json_array_append_new(m, json_real(mv));
+            }
+            json_array_append_new(lrs, l);
+            json_array_append_new(mom, m);
+        }
+        json_object_set_new(r, "lrs", lrs);
+        json_object_set_new(r, "momenta", mom);
+        json_array_append_new(ph->step_records, r);
+    }
     return BX_OK;
 }
 static bx_status r_tbe(void *self, bx_trainer *tr, const bx_step_output *o, const bx_batch *b, int64_t i) {
