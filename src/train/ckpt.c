@@ -297,8 +297,8 @@ bx_status bx__ckpt_restore_training_state(bx_trainer *tr) {
     tr->batches_ready = get_int_path(ck, P_READY, 0);
     tr->is_last_batch = get_int_path(ck, P_LAST, 0) != 0;
     if (tr->epochs_processed > tr->epochs_completed) {
-        /* saved at the end of an epoch: continue with the next one */
-        tr->epochs_completed = tr->epochs_processed;
+        /* saved at the end of an epoch: continue with the next one (current_epoch
+         * moves on when the fit loop starts, after the sanity check, as in 1.9.5) */
         tr->batches_ready = 0;
         tr->is_last_batch = false;
         tr->restarting = false;

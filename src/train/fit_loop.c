@@ -305,6 +305,7 @@ bx_status bx__fit_run(bx_trainer *tr) {
     bool skip = fit_done(tr);
     tr->num_training_batches = saved_ntb;
     if (skip) return BX_OK;
+    tr->epochs_completed = tr->epochs_processed; /* a restored end-of-epoch checkpoint moves on */
     BX__TRY(load_train_loader(tr));
     if (should_check_val_epoch(tr)) BX__TRY(bx__load_val_loader(tr));
     tr->training = true;
