@@ -149,6 +149,8 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
     ph.module_hooks = rec_flag(sc, "module_hooks", false);
     ph.epoch_lrs = rec_flag(sc, "epoch_lrs", true);
     ph.step_lrs = rec_flag(sc, "step_lrs", false);
+    ph.rec_requires_grad = rec_flag(sc, "requires_grad", false);
+    ph.rec_params = rec_flag(sc, "params_per_epoch", false);
     json_t *P = json_object();
     json_object_set_new(P, "index", json_integer(index));
     json_t *cp = json_object_get(sc, "ckpt_path");

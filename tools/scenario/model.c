@@ -590,6 +590,16 @@ static void rec_epoch_record(sc_phase *ph, bx_trainer *tr, const char *at) {
         json_array_append_new(mom, m);
         json_array_append_new(gp, g);
     }
+    if (ph->rec_requires_grad) {
+        json_t *rg = json_object();
+        for (int k = 0; k < np->n; k++) json_object_set_new(rg, np->names[k], json_boolean(np->tensors[k]->requires_grad));
+        json_object_set_new(r, "requires_grad", rg);
+    }
+    if (ph->rec_params && !strcmp(at, "on_train_epoch_end")) {
+        json_t *pp = json_object();
+        for (int k = 0; k < np->n; k++) json_object_set_new(pp, np->names[k], sc_tensor_json(np->tensors[k]));
+        json_object_set_new(r, "params", pp);
+    }
     bx_named_tensors_free(np);
     json_object_set_new(r, "lrs", lrs);
     json_object_set_new(r, "momenta", mom);

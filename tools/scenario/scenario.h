@@ -20,7 +20,7 @@ typedef struct sc_phase {
     json_t *epoch_records, *step_records;
     int64_t n_training_step, n_val_runs, n_sanity_runs, n_opt_steps, n_ckpt_saves;
     int64_t val_step_calls, val_run_idx;
-    bool module_hooks, callback_hooks, epoch_lrs, step_lrs;
+    bool module_hooks, callback_hooks, epoch_lrs, step_lrs, rec_requires_grad, rec_params;
     /* model */
     sc_layer layers[16];
     int nlayers;
