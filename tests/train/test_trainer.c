@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <math.h>
 
 /* ---- tiny model ------------------------------------------------------------------ */
 typedef struct tmodel {
@@ -407,6 +408,204 @@ static void test_errors(void) {
     CHECK(strstr(bx_errmsg(), "state key") != NULL);
 }
 
+
+/* ---- more ---------------------------------------------------------------------------- */
+typedef struct clipcb {
+    float w0[3], g[3];
+    double delta_norm, delta_max;
+} clipcb;
+
+static bx_status cc_bos(void *self, bx_trainer *tr, bx_optimizer *o, int k) {
+    (void)k; (void)tr;
+    clipcb *c = self;
+    for (int p = 0; p < 2; p++) {
+        bx_tensor *t = bx_optimizer_group_param(o, 0, p);
+        for (int64_t i = 0; i < bx_numel(t); i++) c->w0[p * 2 + i] = (float)bx_get(t, i);
+    }
+    return BX_OK;
+}
+static bx_status cc_tbe(void *self, bx_trainer *tr, const bx_step_output *o, const bx_batch *b, int64_t i) {
+    (void)o; (void)b; (void)i;
+    clipcb *c = self;
+    bx_optimizer *opt = bx_trainer_optimizer(tr, 0);
+    double ss = 0, mx = 0;
+    for (int p = 0; p < 2; p++) {
+        bx_tensor *t = bx_optimizer_group_param(opt, 0, p);
+        for (int64_t k = 0; k < bx_numel(t); k++) {
+            double d = (c->w0[p * 2 + k] - bx_get(t, k)) / 0.1;
+            ss += d * d;
+            if (fabs(d) > mx) mx = fabs(d);
+        }
+    }
+    c->delta_norm = sqrt(ss);
+    c->delta_max = mx;
+    return BX_OK;
+}
+static const bx_callback_ops CLIP_OPS = {.name = "Clip", .on_before_optimizer_step = cc_bos, .on_train_batch_end = cc_tbe};
+
+static void test_clipping(void) {
+    for (int algo = 0; algo < 2; algo++) {
+        tmodel m;
+        tm_init(&m);
+        clipcb c;
+        memset(&c, 0, sizeof c);
+        bx_callback *cb = bx_callback_new(&CLIP_OPS, &c);
+        bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+        o.max_steps = 1;
+        o.callbacks = &cb;
+        o.num_callbacks = 1;
+        o.enable_checkpointing = false;
+        o.enable_progress_bar = false;
+        o.logger_default = false;
+        o.num_sanity_val_steps = 0;
+        o.gradient_clip_val = 0.01;
+        o.gradient_clip_algorithm = algo ? BX_CLIP_VALUE : BX_CLIP_NORM;
+        bx_trainer *tr = bx_trainer_new(&o);
+        bx_dataset *ds = make_ds(4);
+        bx_loader_opts lo = BX_LOADER_OPTS_INIT;
+        lo.batch_size = 2;
+        bx_loader *ld = bx_loader_new(ds, &lo);
+        bx_model model = {&TM_OPS, &m};
+        CHECK_OK(bx_trainer_fit(tr, &model, ld, NULL, NULL));
+        if (algo == 0) CHECK_NEAR(c.delta_norm, 0.01, 1e-5);
+        else CHECK_NEAR(c.delta_max, 0.01, 1e-6);
+        bx_trainer_free(tr);
+        bx_loader_free(ld);
+        bx_dataset_free(ds);
+        bx_module_free(m.lin);
+    }
+}
+
+static void test_fast_dev_run_and_intervals(void) {
+    run x;
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.fast_dev_run = 2;
+    run_setup(&x, &o, 10, 10);
+    CHECK_OK(run_fit(&x, NULL));
+    CHECK_EQ_INT(bx_trainer_global_step(x.tr), 2);
+    CHECK_EQ_INT(bx_trainer_num_val_batches(x.tr), 2);
+    CHECK_EQ_INT(x.r.vals, 1);
+    CHECK(strstr(x.r.log, "sanity") == NULL);
+    run_free(&x);
+
+    /* check_val_every_n_epoch = None: val_check_interval counts batches across epochs */
+    bx_trainer_opts o2 = BX_TRAINER_OPTS_INIT;
+    o2.max_epochs = 3;
+    o2.check_val_every_n_epoch = 0;
+    o2.val_check_interval = (bx_limit){3, true};
+    o2.num_sanity_val_steps = 0;
+    run_setup(&x, &o2, 4, 2); /* B = 2: 6 batches -> validation after 3 and 6 */
+    CHECK_OK(run_fit(&x, NULL));
+    CHECK_EQ_INT(x.r.vals, 2);
+    run_free(&x);
+
+    /* int val_check_interval > batches with check_val_every_n_epoch set: error */
+    bx_trainer_opts o3 = BX_TRAINER_OPTS_INIT;
+    o3.val_check_interval = (bx_limit){3, true};
+    run_setup(&x, &o3, 4, 2);
+    CHECK_ERR(run_fit(&x, NULL), BX_ERR_INVALID, "val_check_interval");
+    run_free(&x);
+}
+
+typedef struct lgrec {
+    char final[32];
+    int rows;
+} lgrec;
+static bx_status lg_log(void *self, const char *const *n, const double *v, int k, int64_t step) {
+    (void)n; (void)v; (void)k; (void)step;
+    ((lgrec *)self)->rows++;
+    return BX_OK;
+}
+static bx_status lg_fin(void *self, const char *st) {
+    snprintf(((lgrec *)self)->final, 32, "%s", st);
+    return BX_OK;
+}
+static const bx_logger_ops LG_OPS = {.name = "Mem", .log_metrics = lg_log, .finalize = lg_fin};
+
+static int exc_calls;
+static bx_status ex_on_exc(void *self, bx_trainer *tr, bx_status s, const char *msg) {
+    (void)self; (void)tr; (void)s; (void)msg;
+    exc_calls++;
+    return BX_OK;
+}
+static const bx_callback_ops EXC_OPS = {.name = "Exc", .on_exception = ex_on_exc};
+
+static bx_status failing_step(void *self, bx_step *st, const bx_batch *b, int64_t i) {
+    if (i == 1) {
+        bx_step_fail(st, BX_ERR_NUMERIC, "loss went bad");
+        return BX_OK;
+    }
+    return tm_train(self, st, b, i);
+}
+
+static void test_exception(void) {
+    tmodel m;
+    tm_init(&m);
+    lgrec lr;
+    memset(&lr, 0, sizeof lr);
+    bx_logger *lg = bx_logger_new(&LG_OPS, &lr);
+    bx_callback *cbs[2] = {bx_callback_new(&EXC_OPS, NULL), bx_callback_new(&EXC_OPS, NULL)};
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.callbacks = cbs;
+    o.num_callbacks = 2;
+    o.loggers = &lg;
+    o.num_loggers = 1;
+    o.enable_checkpointing = false;
+    o.enable_progress_bar = false;
+    o.num_sanity_val_steps = 0;
+    bx_trainer *tr = bx_trainer_new(&o);
+    bx_dataset *ds = make_ds(8);
+    bx_loader_opts lo = BX_LOADER_OPTS_INIT;
+    lo.batch_size = 2;
+    bx_loader *ld = bx_loader_new(ds, &lo);
+    bx_model_ops ops = TM_OPS;
+    ops.training_step = failing_step;
+    bx_model model = {&ops, &m};
+    exc_calls = 0;
+    CHECK_ERR(bx_trainer_fit(tr, &model, ld, NULL, NULL), BX_ERR_NUMERIC, "training_step");
+    CHECK(strstr(bx_errmsg(), "epoch 0, step 1") != NULL);
+    CHECK(strstr(bx_errmsg(), "loss went bad") != NULL);
+    CHECK_EQ_INT(exc_calls, 2);
+    CHECK(strcmp(lr.final, "failed") == 0);
+    CHECK(strcmp(bx_trainer_status(tr), "interrupted") == 0);
+    bx_trainer_free(tr);
+    bx_loader_free(ld);
+    bx_dataset_free(ds);
+    bx_module_free(m.lin);
+}
+
+static bx_status sched_opt(void *self, bx_trainer *tr, bx_optim_config *cfg) {
+    bx_status s = tm_opt(self, tr, cfg);
+    if (s) return s;
+    bx_step_lr_opts so = BX_STEP_LR_OPTS_INIT;
+    so.step_size = 1;
+    so.gamma = 0.5;
+    bx_sched_config c = BX_SCHED_CONFIG_INIT;
+    c.scheduler = bx_step_lr_new(bx_trainer_optimizer(tr, 0), &so);
+    c.interval = BX_INTERVAL_STEP;
+    c.frequency = 2;
+    return bx_optim_config_add_scheduler(cfg, &c);
+}
+
+static void test_validate_and_schedulers(void) {
+    run x;
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.max_epochs = 1;
+    o.num_sanity_val_steps = 0;
+    run_setup(&x, &o, 8, 4); /* B = 4: step scheduler with frequency 2 steps twice */
+    bx_model_ops ops = TM_OPS;
+    ops.configure_optimizers = sched_opt;
+    bx_model model = {&ops, &x.m};
+    CHECK_OK(bx_trainer_fit(x.tr, &model, x.ltr, x.lva, NULL));
+    CHECK_NEAR(bx_optimizer_get_lr(bx_trainer_optimizer(x.tr, 0), 0), 0.025, 1e-12);
+    int before = x.r.vals;
+    CHECK_OK(bx_trainer_validate(x.tr, &model, x.lva, NULL));
+    CHECK_EQ_INT(x.r.vals, before + 1);
+    double v;
+    CHECK_OK(bx_trainer_metric(x.tr, "val_loss", &v));
+    run_free(&x);
+}
+
 int main(void) {
     test_hook_order();
     test_accumulation();
@@ -416,5 +615,9 @@ int main(void) {
     test_steady_state_alloc();
     test_resume();
     test_errors();
+    test_clipping();
+    test_fast_dev_run_and_intervals();
+    test_exception();
+    test_validate_and_schedulers();
     return tu_finish("train/trainer");
 }
