@@ -235,6 +235,14 @@ bool bx_trainer_enable_validation(const bx_trainer *tr);
 /* Index of the batch being run in the current loop. */
 int64_t bx_trainer_batch_idx(const bx_trainer *tr);
 bool bx_trainer_is_last_batch(const bx_trainer *tr);
+/* Batches across epochs so far (Lightning's total_batch_idx). */
+int64_t bx_trainer_total_batch_idx(const bx_trainer *tr);
+/* Progress counters for progress bars: training batches processed in the
+ * current epoch (kept until the next epoch's first batch), and evaluation
+ * batches processed in the current or last evaluation run (0 after the
+ * sanity check). */
+int64_t bx_trainer_train_batches_processed(const bx_trainer *tr);
+int64_t bx_trainer_eval_batches_processed(const bx_trainer *tr);
 /* Mean of the last 20 optimizer-step losses (NaN before any). */
 double bx_trainer_running_loss(const bx_trainer *tr);
 

@@ -26,6 +26,7 @@ bx_status bx__eval_run(bx_trainer *tr, bx_loader *ld, int64_t max_batches, bool 
     else
         bx_module_train(tr->module, false);
     bx_module_zero_grad(tr->module);
+    tr->eval_processed = 0;
     EVAL_HOOK(tr, test, on_validation_start, on_test_start, tr);
     tr->epoch_end_reached = false;
     EVAL_HOOK(tr, test, on_validation_epoch_start, on_test_epoch_start, tr);
@@ -51,6 +52,7 @@ bx_status bx__eval_run(bx_trainer *tr, bx_loader *ld, int64_t max_batches, bool 
             s = bx__error(bx_step_status(tr->step), "%s", bx_step_errmsg(tr->step));
         if (s != BX_OK) return bx__hook_error(tr, "model", test ? "test_step" : "validation_step", s);
         bx_step_output out = {tr->step_loss ? bx_get(tr->step_loss, 0) : NAN, tr->step_output};
+        tr->eval_processed = i + 1;
         EVAL_HOOK(tr, test, on_validation_batch_end, on_test_batch_end, tr, &out, &b, i, 0);
         BX__TRY(bx__metrics_update_dicts(tr));
         if (!tr->sanity_checking) BX__TRY(bx__metrics_log_to_loggers(tr, tr->val_batches_seen));

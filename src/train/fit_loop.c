@@ -236,6 +236,7 @@ static bx_status train_batch(bx_trainer *tr, int64_t i, int64_t loader_len) {
     BX__TRY(bx__update_lr_schedulers(tr, BX_INTERVAL_STEP, false));
     if (num_ready_batches_reached(tr)) BX__TRY(bx__update_lr_schedulers(tr, BX_INTERVAL_EPOCH, false));
     bx_step_output out = {loss, tr->step_output};
+    tr->train_processed = tr->batches_ready;
     BX__CALL_HOOK(tr, on_train_batch_end, tr, &out, &b, i);
     BX__TRY(bx__metrics_update_dicts(tr));
     if (!should_accumulate(tr) &&
@@ -291,6 +292,7 @@ static bx_status run_epoch(bx_trainer *tr) {
     int64_t len = bx_loader_len(tr->train_loader);
     if (!tr->restarting || tr->batches_ready >= tr->num_training_batches) {
         tr->batches_ready = 0;
+        tr->train_processed = 0;
         tr->is_last_batch = false;
     }
     tr->restarting = false;

@@ -159,7 +159,7 @@ void bx__metrics_refresh_callback(const bx_trainer *tr) {
     bx_trainer *t = (bx_trainer *)tr;
     bx__results *r = bx__active_results(tr);
     if (!r) return;
-    (void)results_metrics(r, !tr->epoch_end_reached, NULL, &t->cb_metrics, NULL);
+    (void)results_metrics(r, !tr->epoch_end_reached, NULL, &t->cb_metrics, &t->pbar_metrics);
 }
 
 bx_status bx__metrics_log_to_loggers(bx_trainer *tr, int64_t step) {
@@ -306,9 +306,10 @@ bx_status bx_log_metric(bx_step *st, const char *name, const bx_tensor *value, u
 
 /* ---- metric dict accessors -------------------------------------------------------- */
 static const bx__mdict *pick(const bx_trainer *tr, bx_metric_dict which) {
-    if (which == BX_CALLBACK_METRICS) {
+    if (which == BX_CALLBACK_METRICS || which == BX_PROGRESS_BAR_METRICS) {
+        /* Lightning's properties: refreshed from the running loop's results */
         bx__metrics_refresh_callback(tr);
-        return &tr->cb_metrics;
+        return which == BX_CALLBACK_METRICS ? &tr->cb_metrics : &tr->pbar_metrics;
     }
     return which == BX_LOGGED_METRICS ? &tr->logged_metrics : &tr->pbar_metrics;
 }

@@ -91,6 +91,8 @@ struct bx_trainer {
     int64_t batch_idx;          /* within epoch */
     int64_t total_batch_idx;
     int64_t batches_ready;      /* batch_progress.current.ready */
+    int64_t train_processed;    /* batch_progress.current.processed (train) */
+    int64_t eval_processed;     /* evaluation batches processed in the current/last run */
     int64_t total_batches_ready;
     bool is_last_batch;
     int64_t restart_batch;      /* first batch of the first epoch after a mid-epoch resume; 0 */
@@ -202,7 +204,7 @@ bx_status bx__metrics_update_dicts(bx_trainer *tr);
 /* Sends the "log" metrics of the active results to the loggers at `step`
  * (step < 0: batches_that_stepped, with "epoch" added). */
 bx_status bx__metrics_log_to_loggers(bx_trainer *tr, int64_t step);
-/* Lazily refreshed callback_metrics (Lightning's property). */
+/* Lazily refreshed callback_metrics and progress_bar_metrics (Lightning's properties). */
 void bx__metrics_refresh_callback(const bx_trainer *tr);
 bx__results *bx__active_results(const bx_trainer *tr);
 

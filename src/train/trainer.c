@@ -81,10 +81,9 @@ static void optim_config_clear(bx_optim_config *cfg) {
 }
 
 /* ---- callback list ---------------------------------------------------------------- */
-static bool is_progress_bar(const bx_callback *cb) {
-    return bx__cb_is(cb, "ProgressBar") || bx__cb_is(cb, "TQDMProgressBar") || bx__cb_is(cb, "RichProgressBar") ||
-           bx__cb_is(cb, "ProgressBarBase");
-}
+/* A progress bar is any callback whose class name contains "ProgressBar"
+ * (ProgressBar, TQDMProgressBar, RichProgressBar, user subclasses). */
+static bool is_progress_bar(const bx_callback *cb) { return strstr(bx_callback_name(cb), "ProgressBar") != NULL; }
 
 static bx_status cb_append(bx_trainer *tr, bx_callback *cb) {
     bx_callback **n = bx__realloc(tr->cbs, (size_t)(tr->ncb + 1) * sizeof *n);
@@ -363,6 +362,7 @@ static bx_status run_sanity_check(bx_trainer *tr) {
     BX__TRY(bx__eval_run(tr, tr->val_loader, tr->num_sanity_val_batches, false));
     tr->active = BX__LOOP_NONE;
     BX__CALL_CBS(tr, on_sanity_check_end, tr);
+    tr->eval_processed = 0; /* _reset_progress(val_loop) */
     bx__results_reset(&tr->val_res);
     bx__mdict_clear(&tr->cb_metrics);
     bx__mdict_clear(&tr->logged_metrics);

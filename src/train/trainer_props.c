@@ -104,3 +104,6 @@ const char *bx_trainer_log_dir(const bx_trainer *tr) {
 int bx_trainer_num_callbacks(const bx_trainer *tr) { return tr->ncb; }
 bx_callback *bx_trainer_callback(const bx_trainer *tr, int i) { return i >= 0 && i < tr->ncb ? tr->cbs[i] : NULL; }
 const char *bx_trainer_ckpt_path(const bx_trainer *tr) { return tr->ckpt_path ? tr->ckpt_path : ""; }
+int64_t bx_trainer_total_batch_idx(const bx_trainer *tr) { return tr->total_batch_idx; }
+int64_t bx_trainer_train_batches_processed(const bx_trainer *tr) { return tr->train_processed; }
+int64_t bx_trainer_eval_batches_processed(const bx_trainer *tr) { return tr->eval_processed; }

@@ -145,6 +145,7 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
     ph.events = json_array();
     ph.epoch_records = json_array();
     ph.step_records = json_array();
+    ph.progress_bar = json_array();
     ph.counters = json_array();
     ph.module_hooks = rec_flag(sc, "module_hooks", false);
     ph.epoch_lrs = rec_flag(sc, "epoch_lrs", true);
@@ -215,7 +216,13 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         const char *type = json_string_value(json_object_get(cj, "type"));
         json_t *a = json_object_get(cj, "args");
         bx_callback *cb = NULL;
-        if (type && !strcmp(type, "Counter")) {
+        if (type && !strcmp(type, "ProgressBarRecorder")) {
+            cb = sc_progress_recorder_new(&ph);
+            o.enable_progress_bar = true;
+        } else if (type && !strcmp(type, "TQDMProgressBar")) {
+            cb = bx_progress_bar_new();
+            o.enable_progress_bar = true;
+        } else if (type && !strcmp(type, "Counter")) {
             json_t *k = a ? json_object_get(a, "key") : NULL;
             cb = sc_counter_new(&ph, k ? json_string_value(k) : "c");
         } else if (type && !strcmp(type, "ModelCheckpoint")) {
@@ -361,6 +368,7 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         for (int i = 0; i < np->n; i++) json_object_set_new(pf, np->names[i], sc_tensor_json(np->tensors[i]));
         bx_named_tensors_free(np);
         json_object_set_new(P, "params_final", pf);
+        if (json_array_size(ph.progress_bar)) json_object_set_new(P, "progress_bar", ph.progress_bar), ph.progress_bar = NULL;
         if (bx_trainer_num_loggers(tr) > 0) {
             char p[2048];
             snprintf(p, sizeof p, "%s/metrics.csv", bx_logger_log_dir(bx_trainer_logger(tr, 0)));
@@ -417,6 +425,7 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
     json_decref(ph.counters);
     json_decref(ph.epoch_records);
     json_decref(ph.step_records);
+    json_decref(ph.progress_bar);
     return P;
 }
 

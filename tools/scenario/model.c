@@ -808,3 +808,115 @@ bx_callback *sc_counter_new(sc_phase *ph, const char *key) {
     json_array_append_new(ph->counters, c->rec);
     return bx_callback_new(&COUNTER_OPS, c);
 }
+
+/* ---- ProgressBarRecorder (a ProgressBarBase subclass that records) ------------------ */
+typedef struct pbrec {
+    sc_phase *ph;
+    bool in_val;
+} pbrec;
+
+static json_t *num_or_inf(double v) { return isinf(v) ? json_string("Infinity") : json_integer((json_int_t)v); }
+
+static double pb_total_train(bx_trainer *tr) {
+    int64_t n = bx_trainer_num_training_batches(tr);
+    return n < 0 ? INFINITY : (double)n;
+}
+
+static bool pb_should_check_val_epoch(bx_trainer *tr) {
+    int64_t n = bx_trainer_check_val_every_n_epoch(tr);
+    return bx_trainer_enable_validation(tr) && (n == 0 || (bx_trainer_current_epoch(tr) + 1) % n == 0);
+}
+
+static double pb_total_val(bx_trainer *tr) {
+    if (bx_trainer_sanity_checking(tr)) return (double)(bx_trainer_num_sanity_val_batches(tr) > 0 ? bx_trainer_num_sanity_val_batches(tr) : 0);
+    int64_t n = bx_trainer_num_val_batches(tr);
+    return pb_should_check_val_epoch(tr) && n > 0 ? (double)n : 0.0;
+}
+
+static void pb_record(pbrec *p, bx_trainer *tr, const char *hook, int64_t batch_idx) {
+    json_t *r = json_object();
+    json_object_set_new(r, "hook", json_string(hook));
+    json_object_set_new(r, "epoch", json_integer(bx_trainer_current_epoch(tr)));
+    json_object_set_new(r, "step", json_integer(bx_trainer_global_step(tr)));
+    if (bx_trainer_sanity_checking(tr)) json_object_set_new(r, "sanity", json_true());
+    if (batch_idx >= 0) json_object_set_new(r, "batch_idx", json_integer(batch_idx));
+    double tt = pb_total_train(tr), tv = pb_total_val(tr);
+    json_object_set_new(r, "train_batch_idx", json_integer(bx_trainer_train_batches_processed(tr)));
+    json_object_set_new(r, "total_train_batches", num_or_inf(tt));
+    json_object_set_new(r, "val_batch_idx", json_integer(bx_trainer_eval_batches_processed(tr)));
+    if (p->in_val) {
+        int64_t cur = bx_trainer_sanity_checking(tr) ? bx_trainer_num_sanity_val_batches(tr) : bx_trainer_num_val_batches(tr);
+        json_object_set_new(r, "total_val_batches_current_dataloader", json_integer(cur));
+    }
+    json_object_set_new(r, "total_val_batches", num_or_inf(tv));
+    double tot = tt + tv;
+    if (!isinf(tt) && !isinf(tv)) {
+        int64_t vcb = bx_trainer_val_check_batch(tr), checks;
+        if (bx_trainer_check_val_every_n_epoch(tr) == 0) {
+            int64_t done = bx_trainer_total_batch_idx(tr) + 1;
+            checks = (done + (int64_t)tt) / vcb - done / vcb;
+        } else {
+            checks = (int64_t)tt / vcb;
+        }
+        tot = tt + tv * (double)checks;
+    }
+    json_object_set_new(r, "total_batches_current_epoch", num_or_inf(tot));
+    json_t *m = json_object();
+    double rl = bx_trainer_running_loss(tr);
+    char buf[32];
+    if (isnan(rl)) snprintf(buf, sizeof buf, "nan");
+    else snprintf(buf, sizeof buf, "%.3g", rl);
+    json_object_set_new(m, "loss", json_string(buf));
+    if (bx_trainer_num_loggers(tr) > 0) {
+        const char *v = bx_logger_version(bx_trainer_logger(tr, 0));
+        long long k;
+        if (v && sscanf(v, "version_%lld", &k) == 1) json_object_set_new(m, "v_num", json_integer(k));
+        else if (v) json_object_set_new(m, "v_num", json_string(strlen(v) > 4 ? v + strlen(v) - 4 : v));
+    }
+    for (int i = 0; i < bx_trainer_metrics_count(tr, BX_PROGRESS_BAR_METRICS); i++)
+        json_object_set_new(m, bx_trainer_metric_name(tr, BX_PROGRESS_BAR_METRICS, i),
+                            json_real(bx_trainer_metric_value(tr, BX_PROGRESS_BAR_METRICS, i)));
+    json_object_set_new(r, "metrics", m);
+    json_array_append_new(p->ph->progress_bar, r);
+}
+
+static bx_status pb_tes(void *self, bx_trainer *tr) {
+    pb_record(self, tr, "on_train_epoch_start", -1);
+    return BX_OK;
+}
+static bx_status pb_tee(void *self, bx_trainer *tr) {
+    pb_record(self, tr, "on_train_epoch_end", -1);
+    return BX_OK;
+}
+static bx_status pb_tbe(void *self, bx_trainer *tr, const bx_step_output *o, const bx_batch *b, int64_t i) {
+    (void)o; (void)b;
+    pb_record(self, tr, "on_train_batch_end", i);
+    return BX_OK;
+}
+static bx_status pb_vs(void *self, bx_trainer *tr) {
+    (void)tr;
+    ((pbrec *)self)->in_val = true;
+    return BX_OK;
+}
+static bx_status pb_vbe(void *self, bx_trainer *tr, const bx_step_output *o, const bx_batch *b, int64_t i, int d) {
+    (void)o; (void)b; (void)d;
+    pb_record(self, tr, "on_validation_batch_end", i);
+    return BX_OK;
+}
+static bx_status pb_ve(void *self, bx_trainer *tr) {
+    pb_record(self, tr, "on_validation_end", -1);
+    ((pbrec *)self)->in_val = false;
+    return BX_OK;
+}
+static void pb_destroy(void *self) { free(self); }
+
+static const bx_callback_ops PBREC_OPS = {
+    .name = "ProgressBarRecorder", .on_train_epoch_start = pb_tes, .on_train_epoch_end = pb_tee,
+    .on_train_batch_end = pb_tbe, .on_validation_start = pb_vs, .on_validation_batch_end = pb_vbe,
+    .on_validation_end = pb_ve, .destroy = pb_destroy};
+
+bx_callback *sc_progress_recorder_new(sc_phase *ph) {
+    pbrec *p = calloc(1, sizeof *p);
+    p->ph = ph;
+    return bx_callback_new(&PBREC_OPS, p);
+}
