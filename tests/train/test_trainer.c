@@ -606,6 +606,72 @@ static void test_validate_and_schedulers(void) {
     run_free(&x);
 }
 
+/* mid-epoch checkpoint: saved at the first validation of epoch 1 (after batch 2 of 5) */
+typedef struct midsave {
+    const char *path;
+    int vals;
+} midsave;
+static bx_status ms_val_end(void *self, bx_trainer *tr) {
+    midsave *m = self;
+    if (bx_trainer_sanity_checking(tr)) return BX_OK;
+    if (++m->vals == 3) return bx_trainer_save_checkpoint(tr, m->path, false);
+    return BX_OK;
+}
+static const bx_callback_ops MS_OPS = {.name = "MidSave", .on_validation_end = ms_val_end};
+
+static void test_resume_mid_epoch(void) {
+    const char *path = "/tmp/blixt_test_trainer_mid.ckpt";
+    tmodel a;
+    tm_init(&a);
+    a.momentum = 0.9;
+    midsave ms = {path, 0};
+    bx_callback *cb = bx_callback_new(&MS_OPS, &ms);
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.max_epochs = 3;
+    o.num_sanity_val_steps = 0;
+    o.val_check_interval = (bx_limit){0.4, false};
+    o.callbacks = &cb;
+    o.num_callbacks = 1;
+    o.enable_checkpointing = false;
+    o.enable_progress_bar = false;
+    o.logger_default = false;
+    bx_trainer *tr = bx_trainer_new(&o);
+    bx_dataset *ds = make_ds(10), *dv = make_ds(2);
+    bx_loader_opts lo = BX_LOADER_OPTS_INIT;
+    lo.batch_size = 2;
+    bx_loader *ld = bx_loader_new(ds, &lo), *lv = bx_loader_new(dv, &lo);
+    bx_model model = {&TM_OPS, &a};
+    CHECK_OK(bx_trainer_fit(tr, &model, ld, lv, NULL));
+    bx_trainer_free(tr);
+    /* the checkpoint was written after 5 + 2 = 7 steps (epoch 1, batch index 1) */
+    tmodel c;
+    tm_init(&c);
+    c.momentum = 0.9;
+    bx_trainer_opts o2 = BX_TRAINER_OPTS_INIT;
+    o2.max_epochs = 3;
+    o2.num_sanity_val_steps = 0;
+    o2.val_check_interval = (bx_limit){0.4, false};
+    o2.enable_checkpointing = false;
+    o2.enable_progress_bar = false;
+    o2.logger_default = false;
+    tr = bx_trainer_new(&o2);
+    bx_model model2 = {&TM_OPS, &c};
+    CHECK_OK(bx_trainer_fit(tr, &model2, ld, lv, path));
+    CHECK_EQ_INT(bx_trainer_global_step(tr), 15);
+    CHECK_EQ_INT(c.nloss, 8);
+    for (int i = 0; i < c.nloss && i + 7 < a.nloss; i++) CHECK(c.losses[i] == a.losses[7 + i]);
+    CHECK(memcmp(bx_module_param(a.lin, "weight")->data, bx_module_param(c.lin, "weight")->data, 2 * sizeof(float)) == 0);
+    CHECK(memcmp(bx_module_param(a.lin, "bias")->data, bx_module_param(c.lin, "bias")->data, sizeof(float)) == 0);
+    bx_trainer_free(tr);
+    bx_loader_free(ld);
+    bx_loader_free(lv);
+    bx_dataset_free(ds);
+    bx_dataset_free(dv);
+    bx_module_free(a.lin);
+    bx_module_free(c.lin);
+    unlink(path);
+}
+
 int main(void) {
     test_hook_order();
     test_accumulation();
@@ -619,5 +685,6 @@ int main(void) {
     test_fast_dev_run_and_intervals();
     test_exception();
     test_validate_and_schedulers();
+    test_resume_mid_epoch();
     return tu_finish("train/trainer");
 }
