@@ -451,7 +451,19 @@ bx_status bx_trainer_fit(bx_trainer *tr, const bx_model *m, bx_loader *train, bx
     tr->status_text = "running";
     tr->interrupted = false;
     tr->err_hook[0] = '\0';
-    if (tr->o.seed != BX_UNSET) bx_rng_init(bx_step_rng(tr->step), (uint64_t)tr->o.seed);
+    if (tr->o.seed != BX_UNSET) {
+        /* seed_everything: the step RNG (dropout) and loaders left unseeded */
+        bx_rng_init(bx_step_rng(tr->step), (uint64_t)tr->o.seed);
+        bx_loader *lds[2] = {train, val};
+        for (int i = 0; i < 2; i++) {
+            bx_state *ls = lds[i] ? bx_loader_state_dict(lds[i]) : NULL;
+            int64_t seed = -1;
+            if (ls && bx_state_need_int(ls, "seed", &seed) == BX_OK && seed == 0)
+                bx_loader_set_seed(lds[i], (uint64_t)tr->o.seed);
+            bx_state_free(ls);
+        }
+        bx_clear_error();
+    }
     bx__free(tr->ckpt_path);
     tr->ckpt_path = NULL;
     bx_status s = fit_inner(tr, ckpt_path);
