@@ -13,6 +13,7 @@
 #include "tensor/tensor_int.h"
 
 #include "blixt/safetensors.h"
+#include "io/io_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors.c assumes a little-endian host"
@@ -415,6 +417,13 @@ bx_status bx_st_open(const char *path, bx_st_file **out) {
 
 int bx_st_count(const bx_st_file *f) { return f ? f->n : 0; }
 
+void bx__st_data_section(const bx_st_file *f, const void **data, size_t *len) {
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | f->base[i];
+    *data = f->base + 8 + hlen; /* st_parse checked 8 + hlen <= len */
+    *len = (size_t)(f->len - 8 - hlen);
+}
+
 const char *bx_st_name(const bx_st_file *f, int i) {
     return f && i >= 0 && i < f->n ? f->e[i].name : NULL;
 }
@@ -652,8 +661,19 @@ static int sync_folder(const char *path) {
     return r;
 }
 
-bx_status bx_st_writer_write(bx_st_writer *w, const char *path) {
+/* Writes the file; with crc_key, a CRC32 of the data section (continued from
+ * seed) is computed while writing and patched into the placeholder value of
+ * that metadata key before the fsync (see io_int.h). */
+static bx_status st_write(bx_st_writer *w, const char *path, const char *crc_key, uint32_t seed) {
     if (!w || !path || !path[0]) return bx__error(BX_ERR_INVALID, "safetensors writer: NULL writer or empty path");
+    char crc_pat[128];
+    if (crc_key) {
+        if (!crc_key[0] || strlen(crc_key) > 100 || strpbrk(crc_key, "\"\\"))
+            return bx__error(BX_ERR_INVALID, "safetensors writer: bad CRC metadata key");
+        snprintf(crc_pat, sizeof crc_pat, "\"%s\":\"00000000\"", crc_key);
+        bx_status ms = bx_st_writer_meta(w, crc_key, "00000000");
+        if (ms != BX_OK) return ms;
+    }
     /* layout: 8-byte dtypes, then 4, then 1; insertion order within a class */
     int *order = bx__malloc((size_t)(w->n ? w->n : 1) * sizeof *order);
     if (!order) return BX_ERR_NOMEM;
@@ -668,6 +688,23 @@ bx_status bx_st_writer_write(bx_st_writer *w, const char *path) {
         bx__free(order);
         return s;
     }
+
+    /* where the CRC placeholder sits in the header (the compact JSON has no
+     * spaces; quotes inside strings are escaped, so the pattern is unique) */
+    size_t crc_pos = 0;
+    if (crc_key) {
+        const char *hit = NULL;
+        size_t plen = strlen(crc_pat);
+        for (size_t i = 0; !hit && i + plen <= hlen; i++)
+            if (hdr[i] == '"' && memcmp(hdr + i, crc_pat, plen) == 0) hit = hdr + i;
+        if (!hit) {
+            free(hdr);
+            bx__free(order);
+            return bx__error(BX_ERR_INVALID, "safetensors '%s': CRC placeholder not found in the header", path);
+        }
+        crc_pos = 8 + (size_t)(hit - hdr) + strlen(crc_pat) - 9;
+    }
+    uLong crc = seed;
 
     char tmp[4200];
     int fd = open_temp(path, tmp, sizeof tmp);
@@ -688,6 +725,7 @@ bx_status bx_st_writer_write(bx_st_writer *w, const char *path) {
         if (bytes == 0) continue;
         if (bx_is_contiguous(t)) {
             ok = write_all(fd, t->data, bytes);
+            if (crc_key) crc = crc32_z(crc, t->data, bytes);
         } else {
             bx_tensor *c = bx_tensor_clone(t);
             if (!c) {
@@ -696,10 +734,23 @@ bx_status bx_st_writer_write(bx_st_writer *w, const char *path) {
                 break;
             }
             ok = write_all(fd, c->data, bytes);
+            if (crc_key) crc = crc32_z(crc, c->data, bytes);
             bx_tensor_free(c);
         }
     }
     int err = errno;
+    if (ok && crc_key) {
+        char hex[9];
+        snprintf(hex, sizeof hex, "%08lx", (unsigned long)(crc & 0xffffffffu));
+        ssize_t nw;
+        do nw = pwrite(fd, hex, 8, (off_t)crc_pos);
+        while (nw < 0 && errno == EINTR);
+        if (nw != 8) {
+            ok = false;
+            err = nw < 0 ? errno : EIO;
+            what = "checksum patch";
+        }
+    }
     if (ok && fsync(fd) != 0) {
         ok = false;
         err = errno;
@@ -730,4 +781,11 @@ bx_status bx_st_writer_write(bx_st_writer *w, const char *path) {
         return bx__error(BX_ERR_IO, "safetensors '%s': written, but syncing its folder failed: %s", path,
                          strerror(errno));
     return BX_OK;
+}
+
+bx_status bx_st_writer_write(bx_st_writer *w, const char *path) { return st_write(w, path, NULL, 0); }
+
+bx_status bx__st_writer_write_crc(bx_st_writer *w, const char *path, const char *crc_key, uint32_t seed) {
+    if (!crc_key) return bx__error(BX_ERR_INVALID, "safetensors writer: NULL CRC metadata key");
+    return st_write(w, path, crc_key, seed);
 }

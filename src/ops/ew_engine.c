@@ -5,17 +5,21 @@
  * The engine walks out's shape once: it drops size-1 dims, orders the dims by
  * out's strides (so writes go in memory order, e.g. into a permuted
  * gradient), merges dims that are contiguous for every operand, and then
- * runs the op's kernel over the innermost dim. When every operand has inner
- * stride 1 (same-shape contiguous, or a row vector broadcast over a matrix)
- * the kernel reads the tensors in place; broadcast (stride 0) and strided
- * inputs go through small stack buffers of EW_BLK elements. The work is
- * split into (outer row, inner chunk) tasks, shared out as contiguous ranges
- * over the OpenMP threads above BX_PAR_MIN elements. */
+ * picks one of three schedules:
+ *  - rows (the default): the op's kernel runs over the innermost dim. When
+ *    every operand has inner stride 1 (same-shape contiguous, or a row vector
+ *    broadcast over a matrix) the kernel reads the tensors in place;
+ *    broadcast (stride 0) and strided inputs go through stack buffers of
+ *    EW_BLK elements;
+ *  - short rows (inner dim < EW_SHORT): several rows per kernel call;
+ *  - tiles (one input read across its memory order, e.g. a transpose):
+ *    EW_TILE x EW_TILE tiles through a buffer.
+ * The work is split into tasks, shared out as contiguous ranges over the
+ * OpenMP threads above BX_PAR_MIN elements, so results do not depend on the
+ * thread count. */
 #include "ops/ops_int.h"
 
 #include <omp.h>
-#include <stdio.h>
-#include <string.h>
 
 #define EW_MAXOP 5       /* out + 4 inputs */
 #define EW_BLK 256       /* buffer length for broadcast / strided operands */
@@ -188,6 +192,118 @@ static void ew_range(const ew_loop *L, bx__ew_kernel k, const float *p, bool acc
     }
 }
 
+/* ---- transposing copies ------------------------------------------------------
+ * One input whose inner stride is not 1 while another dim kd has stride 1
+ * (a transposed or permuted view): element-by-element gathers would touch a
+ * new cache line (often a new page) per element. Instead (kd, last) are
+ * processed in EW_TILE x EW_TILE tiles, read along kd into a buffer and
+ * handed to the kernel row by row. */
+#define EW_TILE 32
+
+typedef struct tile_plan {
+    int kd, last, no;            /* tiled dims; number of other (outer) dims */
+    int od[BX_MAX_DIMS];         /* the outer dims */
+    int64_t nti, ntj;            /* tiles along kd and along last */
+} tile_plan;
+
+static void ew_tile_range(const ew_loop *L, const tile_plan *tp, bx__ew_kernel k, const float *p, bool acc,
+                          float *const *base, int64_t t0, int64_t t1) {
+    float buf[EW_TILE][EW_TILE];
+    int64_t ntile = tp->nti * tp->ntj;
+    int64_t nk = L->shape[tp->kd], nl = L->shape[tp->last];
+    int64_t sl = L->st[1][tp->last], sok = L->st[0][tp->kd];
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t o = t / ntile, tile = t % ntile;
+        int64_t i0 = (tile / tp->ntj) * EW_TILE, j0 = (tile % tp->ntj) * EW_TILE;
+        int64_t off0 = 0, off1 = 0, rem = o;
+        for (int q = tp->no - 1; q >= 0; q--) {
+            int d = tp->od[q];
+            int64_t ix = rem % L->shape[d];
+            rem /= L->shape[d];
+            off0 += ix * L->st[0][d];
+            off1 += ix * L->st[1][d];
+        }
+        int64_t mi = BX_MIN((int64_t)EW_TILE, nk - i0), mj = BX_MIN((int64_t)EW_TILE, nl - j0);
+        const float *src = base[1] + off1 + i0 + j0 * sl;
+        for (int64_t jj = 0; jj < mj; jj++)
+            for (int64_t ii = 0; ii < mi; ii++) buf[ii][jj] = src[jj * sl + ii];
+        for (int64_t ii = 0; ii < mi; ii++) {
+            const float *x[EW_MAXOP - 1] = {buf[ii], NULL, NULL, NULL};
+            k(mj, base[0] + off0 + (i0 + ii) * sok + j0, x, p, acc);
+        }
+    }
+}
+
+/* A tiling plan when it applies (see above); false otherwise. */
+static bool tile_plan_of(const ew_loop *L, tile_plan *tp) {
+    int last = L->nd - 1;
+    if (L->nop != 2 || L->nd < 2 || L->st[0][last] != 1 || L->st[1][last] == 1 || L->st[1][last] == 0)
+        return false;
+    if (L->shape[last] < 8) return false;
+    tp->kd = -1;
+    for (int d = 0; d < last; d++)
+        if (L->st[1][d] == 1 && L->shape[d] >= 8) tp->kd = d;
+    if (tp->kd < 0) return false;
+    tp->last = last;
+    tp->no = 0;
+    for (int d = 0; d < last; d++)
+        if (d != tp->kd) tp->od[tp->no++] = d;
+    tp->nti = (L->shape[tp->kd] + EW_TILE - 1) / EW_TILE;
+    tp->ntj = (L->shape[last] + EW_TILE - 1) / EW_TILE;
+    return true;
+}
+
+/* ---- short rows ----------------------------------------------------------------
+ * When the inner dim is short (a bias of 10 over 128 rows, a (N,1) column
+ * over (N,4)) one kernel call per row costs more than the row. If out is
+ * contiguous across the last two dims, rows are grouped into blocks of
+ * EW_BLK elements: inputs contiguous across rows are read in place, inputs
+ * broadcast over rows (row stride 0) are laid out once per task as a
+ * repeating pattern, others are gathered. */
+#define EW_SHORT 64
+
+static void ew_rows_range(const ew_loop *L, bx__ew_kernel k, const float *p, bool acc, float *const *base,
+                          int64_t rows_per_task, int64_t t0, int64_t t1) {
+    float buf[EW_MAXOP][EW_BLK];
+    int last = L->nd - 1, rd = L->nd - 2, nop = L->nop;
+    int64_t ncols = L->shape[last], nrows = L->shape[rd];
+    int64_t rpb = EW_BLK / ncols, nrt = (nrows + rows_per_task - 1) / rows_per_task;
+    bool filled[EW_MAXOP] = {false};
+    for (int64_t t = t0; t < t1; t++) {
+        int64_t o = t / nrt, r0 = (t % nrt) * rows_per_task, r1 = BX_MIN(nrows, r0 + rows_per_task);
+        int64_t off[EW_MAXOP] = {0, 0, 0, 0, 0}, rem = o;
+        for (int d = rd - 1; d >= 0; d--) {
+            int64_t ix = rem % L->shape[d];
+            rem /= L->shape[d];
+            for (int q = 0; q < nop; q++) off[q] += ix * L->st[q][d];
+        }
+        for (int64_t r = r0; r < r1; r += rpb) {
+            int64_t nr = BX_MIN(rpb, r1 - r);
+            const float *x[EW_MAXOP - 1] = {NULL, NULL, NULL, NULL};
+            for (int q = 1; q < nop; q++) {
+                int64_t sr = L->st[q][rd], sc = L->st[q][last];
+                const float *src = base[q] + off[q] + r * sr;
+                if (sc == 1 && sr == ncols) {
+                    x[q - 1] = src;
+                    continue;
+                }
+                if (sr == 0 && filled[q]) {
+                    x[q - 1] = buf[q];
+                    continue;
+                }
+                int64_t fill = sr == 0 ? rpb : nr; /* a pattern serves every block */
+                for (int64_t i = 0; i < fill; i++)
+                    for (int64_t c = 0; c < ncols; c++) buf[q][i * ncols + c] = src[i * sr + c * sc];
+                filled[q] = sr == 0;
+                x[q - 1] = buf[q];
+            }
+            k(nr * ncols, base[0] + off[0] + r * ncols, x, p, acc);
+        }
+        for (int q = 1; q < nop; q++)
+            if (L->st[q][rd] == 0 && rd > 0) filled[q] = false; /* outer dims may move it */
+    }
+}
+
 bx_status bx__ew_apply(bx__ew_kernel k, const float *p, bool acc, bx_tensor *out, int nin,
                        const bx_tensor *const *in) {
     if (nin < 0 || nin > EW_MAXOP - 1) return bx__error(BX_ERR_INVALID, "elementwise: %d inputs (at most 4)", nin);
@@ -211,10 +327,36 @@ bx_status bx__ew_apply(bx__ew_kernel k, const float *p, bool acc, bx_tensor *out
     }
     if (total == 0) return BX_OK;
     loop_simplify(&L, true);
-    int64_t inner = L.shape[L.nd - 1];
+    int nmax = total >= BX_PAR_MIN ? omp_get_max_threads() : 1;
+    tile_plan tp;
+    if (tile_plan_of(&L, &tp)) {
+        int64_t ntasks = total / (L.shape[tp.kd] * L.shape[tp.last]) * tp.nti * tp.ntj;
+        int nth = nmax > ntasks ? (int)ntasks : nmax;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+        {
+            int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+            ew_tile_range(&L, &tp, k, p, acc, base, ntasks * tid / nt, ntasks * (tid + 1) / nt);
+        }
+        return BX_OK;
+    }
+    int last = L.nd - 1;
+    if (L.nd >= 2 && L.shape[last] < EW_SHORT && L.st[0][last] == 1 && L.st[0][last - 1] == L.shape[last]) {
+        int64_t rpb = EW_BLK / L.shape[last];
+        int64_t rows_per_task = BX_MAX(rpb, EW_CHUNK / L.shape[last] / rpb * rpb);
+        int64_t nrows = L.shape[last - 1];
+        int64_t ntasks = total / (nrows * L.shape[last]) * ((nrows + rows_per_task - 1) / rows_per_task);
+        int nth = nmax > ntasks ? (int)ntasks : nmax;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+        {
+            int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+            ew_rows_range(&L, k, p, acc, base, rows_per_task, ntasks * tid / nt, ntasks * (tid + 1) / nt);
+        }
+        return BX_OK;
+    }
+    int64_t inner = L.shape[last];
     int64_t nch = (inner + EW_CHUNK - 1) / EW_CHUNK;
     int64_t ntasks = total / inner * nch;
-    int nth = total >= BX_PAR_MIN ? omp_get_max_threads() : 1;
+    int nth = nmax;
     if (nth > ntasks) nth = (int)ntasks;
     if (nth <= 1) {
         ew_range(&L, k, p, acc, base, nch, 0, ntasks);

@@ -11,6 +11,27 @@
 
 #include "autograd/autograd_int.h"
 
+#include <math.h>
+
+/* Vector math. glibc's libmvec (x86_64) has SIMD versions of expf, logf,
+ * tanhf and erff, but <math.h> only declares them under -ffast-math. These
+ * declarations let the vectoriser call them from `omp simd` loops while the
+ * rest of the code keeps strict IEEE semantics (libmvec's special inputs
+ * fall back to the scalar functions; max error a few ulp). The symbols come
+ * with -lm (libm.so pulls libmvec in as needed). Define BLIXT_NO_LIBMVEC to
+ * turn this off. */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(_OPENMP) && !defined(__FAST_MATH__) && \
+    !defined(BLIXT_NO_LIBMVEC) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 35))
+#pragma omp declare simd notinbranch
+float expf(float);
+#pragma omp declare simd notinbranch
+float logf(float);
+#pragma omp declare simd notinbranch
+float tanhf(float);
+#pragma omp declare simd notinbranch
+float erff(float);
+#endif
+
 /* Element count above which the CPU kernels go parallel (OpenMP). */
 #define BX_PAR_MIN 32768
 

@@ -21,26 +21,29 @@
 #include <string.h>
 
 #define RD_BLK 256
-#define SUM_BLK 1024
+#define SUM_BLK 1024 /* parallel split granularity */
 #define MAX_THREADS 256
 
-/* Serial sum of n contiguous floats: float SIMD partial sums per block,
- * blocks added in double. */
+/* Serial sum of n contiguous floats in SUM_LANES double lanes (explicit
+ * lanes: the same rounding whether or not the compiler vectorises; several
+ * independent vector chains keep the adds pipelined). */
+#define SUM_LANES 32
 static double sum_serial(const float *p, int64_t n) {
-    double s = 0.0;
-    for (int64_t b = 0; b < n; b += SUM_BLK) {
-        int64_t m = BX_MIN((int64_t)SUM_BLK, n - b);
-        float f = 0.0f;
-#pragma omp simd reduction(+ : f)
-        for (int64_t j = 0; j < m; j++) f += p[b + j];
-        s += f;
+    double acc[SUM_LANES] = {0.0};
+    int64_t j = 0;
+    for (; j + SUM_LANES <= n; j += SUM_LANES) {
+#pragma omp simd
+        for (int l = 0; l < SUM_LANES; l++) acc[l] += (double)p[j + l];
     }
-    return s;
+    double t = 0.0;
+    for (; j < n; j++) t += p[j];
+    for (int l = 0; l < SUM_LANES; l++) t += acc[l];
+    return t;
 }
 
 /* Sum of n floats at stride s. */
 static double sum_row(const float *p, int64_t n, int64_t s) {
-    if (s == 1) return sum_serial(p, n);
+    if (s == 1 && n >= 2 * SUM_LANES) return sum_serial(p, n);
     double acc = 0.0;
     for (int64_t j = 0; j < n; j++) acc += p[j * s];
     return acc;
@@ -77,17 +80,63 @@ typedef struct rd_loop {
     int64_t shape[BX_MAX_DIMS], sd[BX_MAX_DIMS], sg[BX_MAX_DIMS];
 } rd_loop;
 
-/* Decomposes index i over the dims listed in dl (row-major) into offsets. */
-static void offsets_of(const rd_loop *L, const int *dl, int n, int64_t i, int64_t *od, int64_t *og) {
-    *od = 0;
-    *og = 0;
+/* Odometer over a list of dims (row-major), tracking the dst and g offsets. */
+typedef struct rd_odo {
+    const rd_loop *L;
+    const int *dl;
+    int n;
+    int64_t idx[BX_MAX_DIMS];
+    int64_t od, og;
+} rd_odo;
+
+/* Positions the odometer at flat index i of its dims. */
+static void odo_seek(rd_odo *o, const rd_loop *L, const int *dl, int n, int64_t i) {
+    o->L = L;
+    o->dl = dl;
+    o->n = n;
+    o->od = 0;
+    o->og = 0;
     for (int k = n - 1; k >= 0; k--) {
         int d = dl[k];
-        int64_t q = i % L->shape[d];
+        o->idx[k] = i % L->shape[d];
         i /= L->shape[d];
-        *od += q * L->sd[d];
-        *og += q * L->sg[d];
+        o->od += o->idx[k] * L->sd[d];
+        o->og += o->idx[k] * L->sg[d];
     }
+}
+
+static inline void odo_next(rd_odo *o) {
+    for (int k = o->n - 1; k >= 0; k--) {
+        int d = o->dl[k];
+        if (++o->idx[k] < o->L->shape[d]) {
+            o->od += o->L->sd[d];
+            o->og += o->L->sg[d];
+            return;
+        }
+        o->od -= o->L->sd[d] * (o->L->shape[d] - 1);
+        o->og -= o->L->sg[d] * (o->L->shape[d] - 1);
+        o->idx[k] = 0;
+    }
+}
+
+/* Splits [0, n) over the threads: this thread's [*lo, *hi). */
+#define THREAD_RANGE(n, lo, hi)                                        \
+    int64_t tid_ = omp_get_thread_num(), nt_ = omp_get_num_threads(); \
+    int64_t lo = (n) * tid_ / nt_, hi = (n) * (tid_ + 1) / nt_
+
+/* Column sums of a contiguous (rows, cols) block with cols < SHORT_COLS:
+ * lanes = a multiple of cols, so lane l always holds column l % cols. */
+#define SHORT_COLS 64
+static void col_sums_short(const float *g, int64_t rows, int64_t cols, double *out) {
+    double acc[SHORT_COLS] = {0.0};
+    int64_t lanes = cols * (SHORT_COLS / cols), total = rows * cols, i = 0;
+    for (; i + lanes <= total; i += lanes) {
+#pragma omp simd
+        for (int64_t l = 0; l < lanes; l++) acc[l] += (double)g[i + l];
+    }
+    for (int64_t l = 0; i + l < total; l++) acc[l] += (double)g[i + l];
+    for (int64_t j = 0; j < cols; j++) out[j] = 0.0;
+    for (int64_t l = 0; l < lanes; l++) out[l % cols] += acc[l];
 }
 
 /* Last dim kept: task = (kept-outer index, column block). */
@@ -99,28 +148,35 @@ static void reduce_cols(const rd_loop *L, float *dst, const float *g, float alph
     for (int k = 0; k < nk; k++) nkept *= L->shape[kd[k]];
     for (int k = 0; k < nr; k++) nred *= L->shape[rdl[k]];
     int64_t ntasks = nkept * nblk, sgl = L->sg[last], sdl = L->sd[last];
+    /* one reduced dim right above contiguous short columns: (rows, cols) block */
+    bool block = nr == 1 && sgl == 1 && cols < SHORT_COLS && L->sg[rdl[0]] == cols;
     int nth = threads_for(nkept * nred * cols, ntasks);
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t t = 0; t < ntasks; t++) {
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        THREAD_RANGE(ntasks, t0, t1);
         double acc[RD_BLK];
-        int64_t kidx = t / nblk, b = t % nblk, c0 = b * RD_BLK;
-        int64_t w = BX_MIN((int64_t)RD_BLK, cols - c0);
-        int64_t od, ogk;
-        offsets_of(L, kd, nk, kidx, &od, &ogk);
-        for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
-        for (int64_t r = 0; r < nred; r++) {
-            int64_t dummy, ogr;
-            offsets_of(L, rdl, nr, r, &dummy, &ogr);
-            const float *gp = g + ogk + ogr + c0 * sgl;
-            if (sgl == 1) {
-#pragma omp simd
-                for (int64_t j = 0; j < w; j++) acc[j] += gp[j];
+        for (int64_t t = t0; t < t1; t++) {
+            int64_t b = t % nblk, c0 = b * RD_BLK, w = BX_MIN((int64_t)RD_BLK, cols - c0);
+            rd_odo ko, ro;
+            odo_seek(&ko, L, kd, nk, t / nblk);
+            if (block) {
+                col_sums_short(g + ko.og, nred, cols, acc);
             } else {
-                for (int64_t j = 0; j < w; j++) acc[j] += gp[j * sgl];
+                for (int64_t j = 0; j < w; j++) acc[j] = 0.0;
+                odo_seek(&ro, L, rdl, nr, 0);
+                for (int64_t r = 0; r < nred; r++, odo_next(&ro)) {
+                    const float *gp = g + ko.og + ro.og + c0 * sgl;
+                    if (sgl == 1) {
+#pragma omp simd
+                        for (int64_t j = 0; j < w; j++) acc[j] += gp[j];
+                    } else {
+                        for (int64_t j = 0; j < w; j++) acc[j] += gp[j * sgl];
+                    }
+                }
             }
+            float *dp = dst + ko.od + c0 * sdl;
+            for (int64_t j = 0; j < w; j++) dp[j * sdl] += alpha * (float)acc[j];
         }
-        float *dp = dst + od + c0 * sdl;
-        for (int64_t j = 0; j < w; j++) dp[j * sdl] += alpha * (float)acc[j];
     }
 }
 
@@ -133,44 +189,42 @@ static void reduce_rows(const rd_loop *L, float *dst, const float *g, float alph
     for (int k = 0; k < nk; k++) nkept *= L->shape[kd[k]];
     for (int k = 0; k < nr; k++) nred *= L->shape[rdl[k]];
     int64_t work = nkept * nred * len;
-    if (nkept == 1 && nred > 1 && threads_for(work, nred) > 1) {
-        /* one output: split the rows over the threads */
+    if (nkept == 1 && nred == 1 && sgl == 1) {
+        dst[0] += alpha * (float)bx__sum_f32(g, len);
+        return;
+    }
+    if (nkept == 1 && threads_for(work, nred) > 1) {
+        /* one output: split the rows over the threads, partial sums in thread order */
         int nth = threads_for(work, nred);
         double part[MAX_THREADS];
 #pragma omp parallel num_threads(nth)
         {
-            int64_t tid = omp_get_thread_num(), nt = omp_get_num_threads();
+            THREAD_RANGE(nred, r0, r1);
+            rd_odo ro;
+            odo_seek(&ro, L, rdl, nr, r0);
             double s = 0.0;
-            for (int64_t r = nred * tid / nt; r < nred * (tid + 1) / nt; r++) {
-                int64_t dummy, og;
-                offsets_of(L, rdl, nr, r, &dummy, &og);
-                s += sum_row(g + og, len, sgl);
-            }
-            part[tid] = s;
-            if (tid == 0)
-                for (int64_t t = nt; t < nth; t++) part[t] = 0.0;
+            for (int64_t r = r0; r < r1; r++, odo_next(&ro)) s += sum_row(g + ro.og, len, sgl);
+            part[tid_] = s;
+            if (tid_ == 0)
+                for (int64_t t = nt_; t < nth; t++) part[t] = 0.0;
         }
         double s = 0.0;
         for (int t = 0; t < nth; t++) s += part[t];
         dst[0] += alpha * (float)s;
         return;
     }
-    if (nkept == 1 && nred == 1 && sgl == 1) {
-        dst[0] += alpha * (float)bx__sum_f32(g, len);
-        return;
-    }
     int nth = threads_for(work, nkept);
-#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
-    for (int64_t t = 0; t < nkept; t++) {
-        int64_t od, ogk;
-        offsets_of(L, kd, nk, t, &od, &ogk);
-        double s = 0.0;
-        for (int64_t r = 0; r < nred; r++) {
-            int64_t dummy, ogr;
-            offsets_of(L, rdl, nr, r, &dummy, &ogr);
-            s += sum_row(g + ogk + ogr, len, sgl);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        THREAD_RANGE(nkept, t0, t1);
+        rd_odo ko, ro;
+        odo_seek(&ko, L, kd, nk, t0);
+        for (int64_t t = t0; t < t1; t++, odo_next(&ko)) {
+            double s = 0.0;
+            odo_seek(&ro, L, rdl, nr, 0);
+            for (int64_t r = 0; r < nred; r++, odo_next(&ro)) s += sum_row(g + ko.og + ro.og, len, sgl);
+            dst[ko.od] += alpha * (float)s;
         }
-        dst[od] += alpha * (float)s;
     }
 }
 

@@ -5,6 +5,7 @@
  * inner == 1 (the last dim, the common case) runs row by row; otherwise the
  * inner columns are processed in blocks of SM_BLK with per-column statistics.
  * Formulas follow PyTorch's CPU kernels:
+ * Sums are accumulated in double.
  *   softmax      y = exp(x - max) * (1 / sum exp(x - max))
  *                gx = y * (gy - sum(gy * y))
  *   log_softmax  y = x - max - log(sum exp(x - max))
@@ -25,11 +26,11 @@ static void row_forward(const float *restrict x, float *restrict y, int64_t n, b
     float m = -INFINITY;
 #pragma omp simd reduction(max : m)
     for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
-    float s = 0.0f;
+    double s = 0.0;
     if (log_sm) {
 #pragma omp simd reduction(+ : s)
         for (int64_t j = 0; j < n; j++) s += expf(x[j] - m);
-        float ls = logf(s);
+        float ls = logf((float)s);
 #pragma omp simd
         for (int64_t j = 0; j < n; j++) y[j] = x[j] - m - ls;
     } else {
@@ -38,7 +39,7 @@ static void row_forward(const float *restrict x, float *restrict y, int64_t n, b
             y[j] = expf(x[j] - m);
             s += y[j];
         }
-        float inv = 1.0f / s;
+        float inv = 1.0f / (float)s;
 #pragma omp simd
         for (int64_t j = 0; j < n; j++) y[j] *= inv;
     }
@@ -47,10 +48,11 @@ static void row_forward(const float *restrict x, float *restrict y, int64_t n, b
 /* One (D, w) column block at stride `inner` between the D entries. */
 static void cols_forward(const float *restrict x, float *restrict y, int64_t d, int64_t inner, int64_t w,
                          bool log_sm) {
-    float m[SM_BLK], s[SM_BLK];
+    float m[SM_BLK], ls[SM_BLK];
+    double s[SM_BLK];
     for (int64_t j = 0; j < w; j++) {
         m[j] = -INFINITY;
-        s[j] = 0.0f;
+        s[j] = 0.0;
     }
     for (int64_t k = 0; k < d; k++) {
         const float *xr = x + k * inner;
@@ -71,16 +73,16 @@ static void cols_forward(const float *restrict x, float *restrict y, int64_t d, 
             }
         }
     }
-    for (int64_t j = 0; j < w; j++) s[j] = log_sm ? logf(s[j]) : 1.0f / s[j];
+    for (int64_t j = 0; j < w; j++) ls[j] = log_sm ? logf((float)s[j]) : 1.0f / (float)s[j];
     for (int64_t k = 0; k < d; k++) {
         const float *xr = x + k * inner;
         float *yr = y + k * inner;
         if (log_sm) {
 #pragma omp simd
-            for (int64_t j = 0; j < w; j++) yr[j] = xr[j] - m[j] - s[j];
+            for (int64_t j = 0; j < w; j++) yr[j] = xr[j] - m[j] - ls[j];
         } else {
 #pragma omp simd
-            for (int64_t j = 0; j < w; j++) yr[j] *= s[j];
+            for (int64_t j = 0; j < w; j++) yr[j] *= ls[j];
         }
     }
 }
@@ -88,15 +90,17 @@ static void cols_forward(const float *restrict x, float *restrict y, int64_t d, 
 /* gx += softmax / log_softmax backward for one row (inner == 1). */
 static void row_backward(const float *restrict y, const float *restrict gy, float *restrict gx, int64_t n,
                          bool log_sm) {
-    float s = 0.0f;
+    double sd = 0.0;
     if (log_sm) {
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < n; j++) s += gy[j];
+#pragma omp simd reduction(+ : sd)
+        for (int64_t j = 0; j < n; j++) sd += gy[j];
+        float s = (float)sd;
 #pragma omp simd
         for (int64_t j = 0; j < n; j++) gx[j] += gy[j] - expf(y[j]) * s;
     } else {
-#pragma omp simd reduction(+ : s)
-        for (int64_t j = 0; j < n; j++) s += gy[j] * y[j];
+#pragma omp simd reduction(+ : sd)
+        for (int64_t j = 0; j < n; j++) sd += gy[j] * y[j];
+        float s = (float)sd;
 #pragma omp simd
         for (int64_t j = 0; j < n; j++) gx[j] += y[j] * (gy[j] - s);
     }
@@ -104,18 +108,20 @@ static void row_backward(const float *restrict y, const float *restrict gy, floa
 
 static void cols_backward(const float *restrict y, const float *restrict gy, float *restrict gx, int64_t d,
                           int64_t inner, int64_t w, bool log_sm) {
+    double sd[SM_BLK];
     float s[SM_BLK];
-    for (int64_t j = 0; j < w; j++) s[j] = 0.0f;
+    for (int64_t j = 0; j < w; j++) sd[j] = 0.0;
     for (int64_t k = 0; k < d; k++) {
         const float *yr = y + k * inner, *gr = gy + k * inner;
         if (log_sm) {
 #pragma omp simd
-            for (int64_t j = 0; j < w; j++) s[j] += gr[j];
+            for (int64_t j = 0; j < w; j++) sd[j] += gr[j];
         } else {
 #pragma omp simd
-            for (int64_t j = 0; j < w; j++) s[j] += gr[j] * yr[j];
+            for (int64_t j = 0; j < w; j++) sd[j] += gr[j] * yr[j];
         }
     }
+    for (int64_t j = 0; j < w; j++) s[j] = (float)sd[j];
     for (int64_t k = 0; k < d; k++) {
         const float *yr = y + k * inner, *gr = gy + k * inner;
         float *xr = gx + k * inner;

@@ -32,27 +32,23 @@ static bx_status adam_check(const bx__hp *hp, const char *what) {
 
 static bool adam_needs(const bx__hp *hp, int k) { return k < 2 || (k == 2 && hp->amsgrad); }
 
-// p, grad, exp_avg, exp_avg_sq[, max_exp_avg_sq] (same shape) -> updated in place
-static void adam_core(const bx__hp *hp, bx__pslot *s, bool decoupled) {
-    float *restrict p = s->p->data;
-    const float *restrict g = s->p->grad->data;
-    float *restrict m = s->buf[0]->data;
-    float *restrict v = s->buf[1]->data;
-    float *restrict vmax = hp->amsgrad ? s->buf[2]->data : NULL;
-    const int64_t n = bx_numel(s->p);
-    s->step += 1;
-    const double b1 = hp->betas[0], b2 = hp->betas[1];
-    const double bc1 = 1.0 - pow(b1, s->step), bc2 = 1.0 - pow(b2, s->step);
-    const float nstep = (float)(-(hp->lr / bc1));
-    const float bc2s = (float)sqrt(bc2);
-    const float fb1 = (float)b1, fb2 = (float)b2, c1 = (float)(1.0 - b1), c2 = (float)(1.0 - b2);
-    const float eps = (float)hp->eps, sign = hp->maximize ? -1.0f : 1.0f;
-    const bool l2 = !decoupled && hp->weight_decay != 0;
-    const float wd = (float)hp->weight_decay;
-    const float decay = (float)(1.0 - hp->lr * hp->weight_decay);
-    const bool amsgrad = hp->amsgrad;
-#pragma omp parallel for simd if (n > BX__OPTIM_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+typedef struct adam_args {
+    float *p, *m, *v, *vmax;
+    const float *g;
+    float nstep, bc2s, fb1, fb2, c1, c2, eps, sign, wd, decay;
+    bool l2, decoupled, amsgrad;
+} adam_args;
+
+/* One loop per flag combination (constant flags let the compiler drop the
+ * branches and vectorise). */
+static inline __attribute__((always_inline)) void adam_loop(const adam_args *a, int64_t lo, int64_t hi,
+                                                            const bool decoupled, const bool l2, const bool amsgrad) {
+    float *restrict p = a->p, *restrict m = a->m, *restrict v = a->v, *restrict vmax = a->vmax;
+    const float *restrict g = a->g;
+    const float nstep = a->nstep, bc2s = a->bc2s, fb1 = a->fb1, fb2 = a->fb2, c1 = a->c1, c2 = a->c2;
+    const float eps = a->eps, sign = a->sign, wd = a->wd, decay = a->decay;
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) {
         float pi = p[i];
         if (decoupled) pi = pi * decay;
         float gi = sign * g[i];
@@ -74,6 +70,47 @@ static void adam_core(const bx__hp *hp, bx__pslot *s, bool decoupled) {
         }
         p[i] = pi + (nstep * mi) / den;
     }
+}
+
+// p (n), grad (n), exp_avg (n), exp_avg_sq (n)[, max_exp_avg_sq (n)] -> updated in place over [lo, hi)
+static void adam_range(const void *args, int64_t lo, int64_t hi) {
+    const adam_args *a = args;
+    switch ((a->decoupled ? 4 : 0) | (a->l2 ? 2 : 0) | (a->amsgrad ? 1 : 0)) {
+    case 0: adam_loop(a, lo, hi, false, false, false); break;
+    case 1: adam_loop(a, lo, hi, false, false, true); break;
+    case 2: adam_loop(a, lo, hi, false, true, false); break;
+    case 3: adam_loop(a, lo, hi, false, true, true); break;
+    case 4: adam_loop(a, lo, hi, true, false, false); break;
+    default: adam_loop(a, lo, hi, true, false, true); break;
+    }
+}
+
+static void adam_core(const bx__hp *hp, bx__pslot *s, bool decoupled) {
+    /* torch keeps the count in a float32 tensor */
+    s->step = (double)(float)(s->step + 1);
+    const double b1 = hp->betas[0], b2 = hp->betas[1];
+    const double bc1 = 1.0 - pow(b1, s->step), bc2 = 1.0 - pow(b2, s->step);
+    adam_args a = {
+        .p = s->p->data,
+        .m = s->buf[0]->data,
+        .v = s->buf[1]->data,
+        .vmax = hp->amsgrad ? s->buf[2]->data : NULL,
+        .g = s->p->grad->data,
+        .nstep = (float)(-(hp->lr / bc1)),
+        .bc2s = (float)sqrt(bc2),
+        .fb1 = (float)b1,
+        .fb2 = (float)b2,
+        .c1 = (float)(1.0 - b1),
+        .c2 = (float)(1.0 - b2),
+        .eps = (float)hp->eps,
+        .sign = hp->maximize ? -1.0f : 1.0f,
+        .wd = (float)hp->weight_decay,
+        .decay = (float)(1.0 - hp->lr * hp->weight_decay),
+        .l2 = !decoupled && hp->weight_decay != 0,
+        .decoupled = decoupled,
+        .amsgrad = hp->amsgrad,
+    };
+    bx__optim_parallel(adam_range, &a, bx_numel(s->p));
 }
 
 static void adam_update(const bx__hp *hp, bx__pslot *s) { adam_core(hp, s, false); }

@@ -89,10 +89,24 @@ struct bx_optimizer {
 /* New optimizer of the given type with checked defaults; NULL + error. */
 bx_optimizer *bx__optimizer_new(const bx__optim_vt *vt, const bx__hp *defaults);
 
+/* Key helpers shared by optimizer.c and optimizer_state.c. */
+int bx__hpkey_lookup(const char *key);                    /* -1 if not a torch key */
+bool bx__vt_has_key(const bx__optim_vt *vt, int k);      /* k is one of the type's keys */
+bool bx__is_const_key(int k);                            /* foreach/differentiable/... */
+double *bx__hp_num(bx__hp *hp, int k);                   /* numeric key, else NULL */
+bool *bx__hp_flag(bx__hp *hp, int k);                    /* flag key, else NULL */
+void bx__free_extras(bx__extra *e, int n);
+
 /* Common validation pieces (error text in torch's words). */
 bx_status bx__check_nonneg(const char *what, const char *key, double v);
 
 /* Elementwise loops go parallel above this many elements. */
 #define BX__OPTIM_PAR_MIN 32768
+
+/* Runs fn(args, lo, hi) over [0, n): directly below BX__OPTIM_PAR_MIN
+ * elements (no OpenMP region at all), else split over the threads in
+ * 64-element-aligned chunks. */
+typedef void (*bx__range_fn)(const void *args, int64_t lo, int64_t hi);
+void bx__optim_parallel(bx__range_fn fn, const void *args, int64_t n);
 
 #endif

@@ -28,21 +28,21 @@ static bool rmsprop_needs(const bx__hp *hp, int k) {
     return k == 0 || (k == 1 && hp->momentum > 0) || (k == 2 && hp->centered);
 }
 
-// p, grad, square_avg[, momentum_buffer][, grad_avg] (same shape) -> updated in place
-static void rmsprop_update(const bx__hp *hp, bx__pslot *s) {
-    float *restrict p = s->p->data;
-    const float *restrict g = s->p->grad->data;
-    float *restrict sq = s->buf[0]->data;
-    float *restrict buf = hp->momentum > 0 ? s->buf[1]->data : NULL;
-    float *restrict ga = hp->centered ? s->buf[2]->data : NULL;
-    const int64_t n = bx_numel(s->p);
-    s->step += 1;
-    const float alpha = (float)hp->alpha, c = (float)(1.0 - hp->alpha), eps = (float)hp->eps;
-    const float wd = (float)hp->weight_decay, nlr = (float)(-hp->lr), mom = (float)hp->momentum;
-    const float sign = hp->maximize ? -1.0f : 1.0f;
-    const bool use_wd = hp->weight_decay != 0, centered = hp->centered, use_mom = hp->momentum > 0;
-#pragma omp parallel for simd if (n > BX__OPTIM_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+typedef struct rmsprop_args {
+    float *p, *sq, *buf, *ga;
+    const float *g;
+    float alpha, c, eps, wd, nlr, mom, sign;
+    bool use_wd, centered, use_mom;
+} rmsprop_args;
+
+static inline __attribute__((always_inline)) void rmsprop_loop(const rmsprop_args *a, int64_t lo, int64_t hi,
+                                                               const bool use_wd, const bool centered,
+                                                               const bool use_mom) {
+    float *restrict p = a->p, *restrict sq = a->sq, *restrict buf = a->buf, *restrict ga = a->ga;
+    const float *restrict g = a->g;
+    const float alpha = a->alpha, c = a->c, eps = a->eps, wd = a->wd, nlr = a->nlr, mom = a->mom, sign = a->sign;
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) {
         float gi = sign * g[i];
         if (use_wd) gi = gi + wd * p[i];
         float si = sq[i] * alpha;
@@ -50,10 +50,10 @@ static void rmsprop_update(const bx__hp *hp, bx__pslot *s) {
         sq[i] = si;
         float avg;
         if (centered) {
-            float a = ga[i] * alpha;
-            a = a + c * gi;
-            ga[i] = a;
-            avg = sqrtf(si + (-1.0f * a) * a);
+            float m = ga[i] * alpha;
+            m = m + c * gi;
+            ga[i] = m;
+            avg = sqrtf(si + (-1.0f * m) * m);
         } else {
             avg = sqrtf(si);
         }
@@ -67,6 +67,43 @@ static void rmsprop_update(const bx__hp *hp, bx__pslot *s) {
             p[i] = p[i] + (nlr * gi) / avg;
         }
     }
+}
+
+// p (n), grad (n), square_avg (n)[, momentum_buffer (n)][, grad_avg (n)] -> updated in place over [lo, hi)
+static void rmsprop_range(const void *args, int64_t lo, int64_t hi) {
+    const rmsprop_args *a = args;
+    switch ((a->use_wd ? 4 : 0) | (a->centered ? 2 : 0) | (a->use_mom ? 1 : 0)) {
+    case 0: rmsprop_loop(a, lo, hi, false, false, false); break;
+    case 1: rmsprop_loop(a, lo, hi, false, false, true); break;
+    case 2: rmsprop_loop(a, lo, hi, false, true, false); break;
+    case 3: rmsprop_loop(a, lo, hi, false, true, true); break;
+    case 4: rmsprop_loop(a, lo, hi, true, false, false); break;
+    case 5: rmsprop_loop(a, lo, hi, true, false, true); break;
+    case 6: rmsprop_loop(a, lo, hi, true, true, false); break;
+    default: rmsprop_loop(a, lo, hi, true, true, true); break;
+    }
+}
+
+static void rmsprop_update(const bx__hp *hp, bx__pslot *s) {
+    s->step += 1;
+    rmsprop_args a = {
+        .p = s->p->data,
+        .sq = s->buf[0]->data,
+        .buf = hp->momentum > 0 ? s->buf[1]->data : NULL,
+        .ga = hp->centered ? s->buf[2]->data : NULL,
+        .g = s->p->grad->data,
+        .alpha = (float)hp->alpha,
+        .c = (float)(1.0 - hp->alpha),
+        .eps = (float)hp->eps,
+        .wd = (float)hp->weight_decay,
+        .nlr = (float)(-hp->lr),
+        .mom = (float)hp->momentum,
+        .sign = hp->maximize ? -1.0f : 1.0f,
+        .use_wd = hp->weight_decay != 0,
+        .centered = hp->centered,
+        .use_mom = hp->momentum > 0,
+    };
+    bx__optim_parallel(rmsprop_range, &a, bx_numel(s->p));
 }
 
 static const bx__optim_vt rmsprop_vt = {

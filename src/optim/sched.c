@@ -257,7 +257,7 @@ bx_status bx_scheduler_load_state_dict(bx_scheduler *s, const bx_state *sd) {
     bx_status st = s->vt->load(s, sd, false);
     if (st) {
         bx__error_prefix("%s load_state_dict", T);
-        return st;
+        return st == BX_ERR_NOT_FOUND ? BX_ERR_FORMAT : st; /* a missing key: malformed state */
     }
     double *base = NULL, *last = NULL;
     int nbase = 0, nlast = 0;
@@ -294,7 +294,7 @@ fail:
     bx__free(base);
     bx__free(last);
     bx__error_prefix("%s load_state_dict", T);
-    return st;
+    return st == BX_ERR_NOT_FOUND ? BX_ERR_FORMAT : st;
 }
 
 /* ---- StepLR ------------------------------------------------------------------------ */

@@ -28,42 +28,75 @@ static bx_status sgd_check(const bx__hp *hp, const char *what) {
 
 static bool sgd_needs(const bx__hp *hp, int k) { return k == 0 && hp->momentum != 0; }
 
-// p (any shape), grad (same) -> p updated in place; buf (same) when momentum != 0
-static void sgd_update(const bx__hp *hp, bx__pslot *s) {
-    float *restrict p = s->p->data;
-    const float *restrict g = s->p->grad->data;
-    const int64_t n = bx_numel(s->p);
-    const float wd = (float)hp->weight_decay, nlr = (float)(-hp->lr);
-    const float sign = hp->maximize ? -1.0f : 1.0f;
-    const bool use_wd = hp->weight_decay != 0;
-    if (hp->momentum == 0) {
-#pragma omp parallel for simd if (n > BX__OPTIM_PAR_MIN) schedule(static)
-        for (int64_t i = 0; i < n; i++) {
-            float d = sign * g[i];
-            if (use_wd) d = d + wd * p[i];
-            p[i] = p[i] + nlr * d;
-        }
-        return;
-    }
-    float *restrict buf = s->buf[0]->data;
-    const float mom = (float)hp->momentum, damp1 = (float)(1.0 - hp->dampening);
-    const bool first = !s->has[0], nesterov = hp->nesterov;
-#pragma omp parallel for simd if (n > BX__OPTIM_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
+typedef struct sgd_args {
+    float *p, *buf;
+    const float *g;
+    float wd, nlr, sign, mom, damp1;
+    bool use_wd, use_mom, first, nesterov;
+} sgd_args;
+
+static inline __attribute__((always_inline)) void sgd_loop(const sgd_args *a, int64_t lo, int64_t hi,
+                                                           const bool use_wd, const bool use_mom, const bool first,
+                                                           const bool nesterov) {
+    float *restrict p = a->p, *restrict buf = a->buf;
+    const float *restrict g = a->g;
+    const float wd = a->wd, nlr = a->nlr, sign = a->sign, mom = a->mom, damp1 = a->damp1;
+#pragma omp simd
+    for (int64_t i = lo; i < hi; i++) {
         float d = sign * g[i];
         if (use_wd) d = d + wd * p[i];
-        float b;
-        if (first) {
-            b = d;
-        } else {
-            b = buf[i] * mom;
-            b = b + damp1 * d;
+        if (use_mom) {
+            float b;
+            if (first) {
+                b = d;
+            } else {
+                b = buf[i] * mom;
+                b = b + damp1 * d;
+            }
+            buf[i] = b;
+            d = nesterov ? d + mom * b : b;
         }
-        buf[i] = b;
-        d = nesterov ? d + mom * b : b;
         p[i] = p[i] + nlr * d;
     }
-    s->has[0] = true;
+}
+
+// p (n), grad (n)[, momentum buffer (n)] -> p, buf updated in place over [lo, hi)
+static void sgd_range(const void *args, int64_t lo, int64_t hi) {
+    const sgd_args *a = args;
+    if (!a->use_mom) {
+        if (a->use_wd) sgd_loop(a, lo, hi, true, false, false, false);
+        else sgd_loop(a, lo, hi, false, false, false, false);
+        return;
+    }
+    switch ((a->use_wd ? 4 : 0) | (a->first ? 2 : 0) | (a->nesterov ? 1 : 0)) {
+    case 0: sgd_loop(a, lo, hi, false, true, false, false); break;
+    case 1: sgd_loop(a, lo, hi, false, true, false, true); break;
+    case 2: sgd_loop(a, lo, hi, false, true, true, false); break;
+    case 3: sgd_loop(a, lo, hi, false, true, true, true); break;
+    case 4: sgd_loop(a, lo, hi, true, true, false, false); break;
+    case 5: sgd_loop(a, lo, hi, true, true, false, true); break;
+    case 6: sgd_loop(a, lo, hi, true, true, true, false); break;
+    default: sgd_loop(a, lo, hi, true, true, true, true); break;
+    }
+}
+
+static void sgd_update(const bx__hp *hp, bx__pslot *s) {
+    sgd_args a = {
+        .p = s->p->data,
+        .buf = hp->momentum != 0 ? s->buf[0]->data : NULL,
+        .g = s->p->grad->data,
+        .wd = (float)hp->weight_decay,
+        .nlr = (float)(-hp->lr),
+        .sign = hp->maximize ? -1.0f : 1.0f,
+        .mom = (float)hp->momentum,
+        .damp1 = (float)(1.0 - hp->dampening),
+        .use_wd = hp->weight_decay != 0,
+        .use_mom = hp->momentum != 0,
+        .first = !s->has[0],
+        .nesterov = hp->nesterov,
+    };
+    bx__optim_parallel(sgd_range, &a, bx_numel(s->p));
+    if (a.use_mom) s->has[0] = true;
 }
 
 static const bx__optim_vt sgd_vt = {

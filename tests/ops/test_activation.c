@@ -119,8 +119,13 @@ static void test_strided(void) {
         act_ud u = {(act)a, 0.1f, 0};
         bx_tensor *y1 = act_apply(st, xp, &u), *y2 = act_apply(st, xc, &u);
         int bad = 0;
+        /* vector and scalar libm paths differ by a few ulp (more after the
+         * cancellation in 1+erf(x) of gelu for negative x) */
         for (int64_t i = 0; i < 60; i++)
-            if (bx_get(y1, i) != bx_get(y2, i)) bad++;
+            if (fabs(bx_get(y1, i) - bx_get(y2, i)) > 1e-7 + 1e-5 * fabs(bx_get(y2, i))) {
+                fprintf(stderr, "act %d elem %lld: %.9g vs %.9g\n", a, (long long)i, bx_get(y1, i), bx_get(y2, i));
+                bad++;
+            }
         CHECK_EQ_INT(bad, 0);
         CHECK(bx_same_shape(y1, xp));
     }

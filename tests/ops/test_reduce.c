@@ -273,6 +273,17 @@ static void test_parallel(void) {
     for (int64_t i = 0; i < cnt; i++)
         if (fabs(res[0][i] - res[1][i]) > 1e-5 * (1 + fabs(res[0][i]))) bad++;
     CHECK_EQ_INT(bad, 0);
+    /* short columns (block path), short rows, on 2 threads against the reference */
+    bx_set_num_threads(2);
+    int64_t s2[3] = {8, 5000, 5};
+    bx_tensor *x2 = tu_rand_param(&r, 3, s2, -1, 1);
+    int l1[1] = {1}, l01[2] = {0, 1}, l2[1] = {2}, l02[2] = {0, 2};
+    check_reduce(x2, l1, 1, false, false);
+    check_reduce(x2, l01, 2, true, true);
+    check_reduce(x2, l2, 1, false, false);
+    check_reduce(x2, l02, 2, false, true);
+    check_reduce(x2, NULL, 0, false, false);
+    bx_tensor_free(x2);
     bx_set_num_threads(saved);
     bx_tensor_free(x);
 }

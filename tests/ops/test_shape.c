@@ -196,6 +196,47 @@ static void test_contiguous_detach_item(void) {
     bx_tensor_free(x);
 }
 
+/* Big transposes / permutes (tiled copy path), forward and backward, against
+ * index arithmetic; also with 2 threads. */
+static void test_big_transpose(void) {
+    int saved = bx_get_num_threads();
+    bx_rng r;
+    bx_rng_init(&r, 99);
+    int64_t s[3] = {5, 40, 33};
+    bx_tensor *x = tu_rand_param(&r, 3, s, -1, 1);
+    for (int th = 1; th <= 2; th++) {
+        bx_set_num_threads(th);
+        bx_param_zero_grad(x);
+        bx_step *st = bx_step_new();
+        int perm[3] = {2, 0, 1};
+        bx_tensor *y = bx_contiguous(st, bx_permute(st, x, perm)); /* (33,5,40) */
+        bx_tensor *t = bx_contiguous(st, bx_transpose(st, x, 1, 2)); /* (5,33,40) */
+        int bad = 0;
+        const float *xd = x->data;
+        for (int a = 0; a < 33; a++)
+            for (int b = 0; b < 5; b++)
+                for (int c = 0; c < 40; c++) {
+                    if (((float *)y->data)[(a * 5 + b) * 40 + c] != xd[(b * 40 + c) * 33 + a]) bad++;
+                    if (((float *)t->data)[(b * 33 + a) * 40 + c] != xd[(b * 40 + c) * 33 + a]) bad++;
+                }
+        CHECK_EQ_INT(bad, 0);
+        /* gy = index pattern: gx = permuted back, summed over both paths */
+        bx_tensor *gy = bx_step_tensor(st, BX_F32, 3, y->shape);
+        for (int64_t i = 0; i < bx_numel(gy); i++) ((float *)gy->data)[i] = (float)i;
+        bx_tensor *both = bx_add(st, y, bx_permute(st, t, (int[]){1, 0, 2}));
+        CHECK_OK(bx_backward_with_grad(st, both, gy));
+        bad = 0;
+        for (int a = 0; a < 33; a++)
+            for (int b = 0; b < 5; b++)
+                for (int c = 0; c < 40; c++)
+                    if (((float *)x->grad->data)[(b * 40 + c) * 33 + a] != 2.0f * (float)((a * 5 + b) * 40 + c)) bad++;
+        CHECK_EQ_INT(bad, 0);
+        bx_step_free(st);
+    }
+    bx_set_num_threads(saved);
+    bx_tensor_free(x);
+}
+
 typedef struct sh_ud {
     int kind; /* 0 reshape of a transposed view, 1 permute, 2 transpose, 3 concat, 4 flatten, 5 contiguous chain */
     int dim;
@@ -276,6 +317,7 @@ int main(void) {
     test_permute();
     test_concat();
     test_contiguous_detach_item();
+    test_big_transpose();
     test_gradcheck();
     test_accumulation();
     return tu_finish("ops/shape");
