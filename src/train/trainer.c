@@ -96,15 +96,18 @@ static bx_status cb_append(bx_trainer *tr, bx_callback *cb) {
     return BX_OK;
 }
 
-/* Stable partition: every ModelCheckpoint last. */
+/* Stable partition: every ModelCheckpoint last (in place, keeps both orders). */
 static void checkpoints_last(bx_trainer *tr) {
-    bx_callback *tmp[256];
-    int n = tr->ncb < 256 ? tr->ncb : 256, k = 0;
-    for (int i = 0; i < n; i++)
-        if (!bx__cb_is(tr->cbs[i], "ModelCheckpoint")) tmp[k++] = tr->cbs[i];
-    for (int i = 0; i < n; i++)
-        if (bx__cb_is(tr->cbs[i], "ModelCheckpoint")) tmp[k++] = tr->cbs[i];
-    memcpy(tr->cbs, tmp, (size_t)n * sizeof *tmp);
+    for (int pass = 0, moved = 0; pass < tr->ncb - moved;) {
+        if (bx__cb_is(tr->cbs[pass], "ModelCheckpoint")) {
+            bx_callback *mc = tr->cbs[pass];
+            memmove(tr->cbs + pass, tr->cbs + pass + 1, (size_t)(tr->ncb - pass - 1) * sizeof *tr->cbs);
+            tr->cbs[tr->ncb - 1] = mc;
+            moved++;
+        } else {
+            pass++;
+        }
+    }
 }
 
 static bx_status check_state_keys(bx_trainer *tr) {

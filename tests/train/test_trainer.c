@@ -672,6 +672,46 @@ static void test_resume_mid_epoch(void) {
     unlink(path);
 }
 
+static const bx_callback_ops A_OPS = {.name = "A"};
+static const bx_callback_ops PB_OPS = {.name = "MyProgressBar"};
+
+static void test_callback_list(void) {
+    bx_model_checkpoint_opts mo = BX_MODEL_CHECKPOINT_OPTS_INIT;
+    mo.monitor = "x";
+    bx_callback *cbs[3] = {bx_model_checkpoint_new(&mo), bx_callback_new(&A_OPS, NULL), bx_callback_new(&A_OPS, NULL)};
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.callbacks = cbs;
+    o.num_callbacks = 3;
+    o.logger_default = false;
+    bx_trainer *tr = bx_trainer_new(&o); /* + default progress bar, no default checkpoint */
+    CHECK(tr != NULL);
+    CHECK_EQ_INT(bx_trainer_num_callbacks(tr), 4);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 0)), "A") == 0);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 2)), "ProgressBar") == 0);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 3)), "ModelCheckpoint") == 0);
+    bx_trainer_free(tr);
+
+    bx_callback *c2[2] = {bx_callback_new(&PB_OPS, NULL), bx_callback_new(&A_OPS, NULL)};
+    bx_trainer_opts o2 = BX_TRAINER_OPTS_INIT;
+    o2.callbacks = c2;
+    o2.num_callbacks = 2;
+    o2.logger_default = false;
+    tr = bx_trainer_new(&o2); /* user bar kept, default checkpoint appended last */
+    CHECK_EQ_INT(bx_trainer_num_callbacks(tr), 3);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 0)), "MyProgressBar") == 0);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 2)), "ModelCheckpoint") == 0);
+    bx_trainer_free(tr);
+
+    bx_callback *c3[1] = {bx_callback_new(&PB_OPS, NULL)};
+    bx_trainer_opts o3 = BX_TRAINER_OPTS_INIT;
+    o3.callbacks = c3;
+    o3.num_callbacks = 1;
+    o3.enable_progress_bar = false;
+    o3.logger_default = false;
+    CHECK(bx_trainer_new(&o3) == NULL);
+    CHECK(strstr(bx_errmsg(), "enable_progress_bar") != NULL);
+}
+
 int main(void) {
     test_hook_order();
     test_accumulation();
@@ -686,5 +726,6 @@ int main(void) {
     test_exception();
     test_validate_and_schedulers();
     test_resume_mid_epoch();
+    test_callback_list();
     return tu_finish("train/trainer");
 }
