@@ -712,6 +712,44 @@ static void test_callback_list(void) {
     CHECK(strstr(bx_errmsg(), "enable_progress_bar") != NULL);
 }
 
+static bx_status tm_predict(void *self, bx_step *st, const bx_batch *b, int64_t i) {
+    (void)i;
+    tmodel *m = self;
+    return bx_step_set_output(st, bx_module_forward(m->lin, st, b->x));
+}
+typedef struct sinkrec {
+    int n;
+    int64_t rows;
+} sinkrec;
+static bx_status sink_fn(void *ud, int64_t i, const bx_tensor *pred) {
+    (void)i;
+    sinkrec *r = ud;
+    r->n++;
+    r->rows += pred->shape[0];
+    bx_tensor_free((bx_tensor *)pred);
+    return BX_OK;
+}
+
+static void test_predict_and_test(void) {
+    run x;
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    run_setup(&x, &o, 5, 4);
+    bx_model_ops ops = TM_OPS;
+    ops.predict_step = tm_predict;
+    ops.test_step = tm_val;
+    bx_model model = {&ops, &x.m};
+    sinkrec r = {0, 0};
+    CHECK_OK(bx_trainer_predict(x.tr, &model, x.ltr, NULL, sink_fn, &r));
+    CHECK_EQ_INT(r.n, 3);
+    CHECK_EQ_INT(r.rows, 5);
+    CHECK_EQ_INT(bx_trainer_num_predict_batches(x.tr), 3);
+    CHECK_OK(bx_trainer_test(x.tr, &model, x.lva, NULL));
+    CHECK_EQ_INT(bx_trainer_num_test_batches(x.tr), 2);
+    double v;
+    CHECK_OK(bx_trainer_metric(x.tr, "val_loss", &v));
+    run_free(&x);
+}
+
 int main(void) {
     test_hook_order();
     test_accumulation();
@@ -727,5 +765,6 @@ int main(void) {
     test_validate_and_schedulers();
     test_resume_mid_epoch();
     test_callback_list();
+    test_predict_and_test();
     return tu_finish("train/trainer");
 }
