@@ -106,10 +106,10 @@ struct bx_trainer {
     int64_t val_check_batch;
     bool val_loaded;
 
-    /* running loss (last 20 window losses) */
+    /* running loss (last 20 batch losses) */
     double loss_window[20];
     int loss_n, loss_pos;
-    double acc_loss; /* sum of the window's losses / N */
+    double acc_loss; /* this batch's loss / N (the running loss appends it times N) */
 
     /* logging */
     bx__results train_res, val_res;
