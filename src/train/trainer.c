@@ -453,6 +453,7 @@ bx_status bx_trainer_fit(bx_trainer *tr, const bx_model *m, bx_loader *train, bx
     tr->stage = BX_STAGE_FIT;
     tr->status_text = "running";
     tr->interrupted = false;
+    tr->restarting = false;
     tr->err_hook[0] = '\0';
     if (tr->o.seed != BX_UNSET) {
         /* seed_everything: the step RNG (dropout) and loaders left unseeded */
