@@ -118,6 +118,10 @@ struct bx_trainer {
     const char *cur_fx;        /* hook being run (logging defaults) */
     double cur_batch_size;
     bx__mdict cb_metrics, logged_metrics, pbar_metrics;
+    bx__mdict row_keys;        /* every key ever sent to loggers (owns the names) */
+    const char **row_names;    /* the record being sent */
+    double *row_vals;
+    int row_n, row_cap;
     int64_t val_batches_seen;  /* eval step logger step */
 
     /* step context */

@@ -298,6 +298,9 @@ void bx_trainer_free(bx_trainer *tr) {
     bx__mdict_free(&tr->cb_metrics);
     bx__mdict_free(&tr->logged_metrics);
     bx__mdict_free(&tr->pbar_metrics);
+    bx__mdict_free(&tr->row_keys);
+    bx__free(tr->row_names);
+    bx__free(tr->row_vals);
     bx_step_free(tr->step);
     bx_state_free(tr->loaded_ckpt);
     bx__free(tr->ckpt_path);

@@ -128,17 +128,21 @@ static bx_status r_tbs(void *self, bx_trainer *tr, const bx_batch *b, int64_t i)
     rec *r = self;
     r->cur_batch = i;
     add(r, "batch_start");
-    r->alloc_before = bx_alloc_count();
+    /* allocations from one batch start to the next (step, logging, dicts,
+     * epoch end), once every key exists (from the second epoch on) */
+    uint64_t now = bx_alloc_count();
+    if (r->nbatches > 6) {
+        int64_t d = (int64_t)(now - r->alloc_before);
+        if (d > r->alloc_delta_max) r->alloc_delta_max = d;
+    }
+    r->alloc_before = now;
     return BX_OK;
 }
 static bx_status r_tbe(void *self, bx_trainer *tr, const bx_step_output *o, const bx_batch *b, int64_t i) {
     (void)tr; (void)o; (void)b; (void)i;
     rec *r = self;
     add(r, "batch_end");
-    if (++r->nbatches > 3) {
-        int64_t d = (int64_t)(bx_alloc_count() - r->alloc_before);
-        if (d > r->alloc_delta_max) r->alloc_delta_max = d;
-    }
+    r->nbatches++;
     return BX_OK;
 }
 static bx_status r_vbs(void *self, bx_trainer *tr, const bx_batch *b, int64_t i, int d) {
@@ -327,6 +331,7 @@ static void test_steady_state_alloc(void) {
     o.num_sanity_val_steps = 0;
     o.limit_val_batches = (bx_limit){0, true};
     run_setup(&x, &o, 10, 2);
+    x.m.log_epoch = true; /* self.log on every step: dict updates must not allocate either */
     CHECK_OK(run_fit(&x, NULL));
     CHECK_EQ_INT(x.r.alloc_delta_max, 0);
     run_free(&x);
