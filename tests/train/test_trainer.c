@@ -755,6 +755,39 @@ static void test_predict_and_test(void) {
     run_free(&x);
 }
 
+static bx_status two_opt(void *self, bx_trainer *tr, bx_optim_config *cfg) {
+    (void)tr;
+    tmodel *m = self;
+    bx_sgd_opts o = BX_SGD_OPTS_INIT;
+    o.lr = 0.1;
+    bx_tensor *w = bx_module_param(m->lin, "weight"), *b = bx_module_param(m->lin, "bias");
+    bx_optimizer *a = bx_sgd_new(&o), *c = bx_sgd_new(&o);
+    bx_status s = bx_optimizer_add_group(a, &w, 1, NULL);
+    if (!s) s = bx_optimizer_add_group(c, &b, 1, NULL);
+    if (!s) s = bx_optim_config_add_optimizer(cfg, a);
+    if (!s) s = bx_optim_config_add_optimizer(cfg, c);
+    return s;
+}
+
+static void test_two_optimizers(void) {
+    run x;
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.max_epochs = 1;
+    o.num_sanity_val_steps = 0;
+    run_setup(&x, &o, 4, 2);
+    float b0 = (float)bx_get(bx_module_param(x.m.lin, "bias"), 0);
+    bx_model_ops ops = TM_OPS;
+    ops.configure_optimizers = two_opt;
+    bx_model model = {&ops, &x.m};
+    CHECK_OK(bx_trainer_fit(x.tr, &model, x.ltr, x.lva, NULL));
+    CHECK_EQ_INT(bx_trainer_num_optimizers(x.tr), 2);
+    CHECK_EQ_INT(bx_trainer_global_step(x.tr), 4);
+    CHECK_EQ_INT(x.r.nstep, 4);
+    CHECK_EQ_INT(x.r.nzero, 4);
+    CHECK(bx_get(bx_module_param(x.m.lin, "bias"), 0) != b0);
+    run_free(&x);
+}
+
 int main(void) {
     test_hook_order();
     test_accumulation();
@@ -771,5 +804,6 @@ int main(void) {
     test_resume_mid_epoch();
     test_callback_list();
     test_predict_and_test();
+    test_two_optimizers();
     return tu_finish("train/trainer");
 }
