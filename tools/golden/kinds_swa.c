@@ -58,6 +58,7 @@ static char *trim(char *s) {
 
 typedef struct layer_args {
     long pos[8];
+    double posd[8];
     int npos;
     char kw[8][32];
     long kwv[8];
@@ -102,6 +103,7 @@ static void parse_layer(char *spec, char *type, size_t tn, layer_args *a) {
             a->kwd[a->nkw] = strtod(v, NULL);
             a->nkw++;
         } else if (!eq && a->npos < 8) {
+            a->posd[a->npos] = strtod(t, NULL);
             a->pos[a->npos++] = strtol(t, NULL, 10);
         }
     }
@@ -141,6 +143,8 @@ static bx_module *make_layer(gcase *c, char *spec, const char *name) {
         return type[9] == '1' ? bx_nn_batchnorm1d(a.pos[0], &o) : bx_nn_batchnorm2d(a.pos[0], &o);
     }
     if (strcmp(type, "relu") == 0) return bx_nn_relu();
+    if (strcmp(type, "leakyrelu") == 0)
+        return bx_nn_leaky_relu((float)kw_num(&a, "negative_slope", a.npos >= 1 ? a.posd[0] : 0.01));
     if (strcmp(type, "tanh") == 0) return bx_nn_tanh();
     if (strcmp(type, "sigmoid") == 0) return bx_nn_sigmoid();
     if (strcmp(type, "gelu") == 0) return bx_nn_gelu(BX_GELU_EXACT);
