@@ -168,6 +168,24 @@ bx_status bx_update_bn(bx_module *m, bx_batch_next_fn next, void *ud, bx_step *s
  * bx_loader_batch and of the forward. */
 bx_status bx_update_bn_loader(bx_module *m, bx_loader *l, bx_step *st);
 
+/* ---- the two halves of update_bn ------------------------------------------------
+ * For a caller that runs the forwards itself (Lightning's extra SWA epoch runs
+ * them inside the training loop). begin: every BatchNorm with running buffers
+ * gets running_mean 0, running_var 1, num_batches_tracked 0 and momentum None,
+ * and (set_train) the tree is put in training mode when it has any such
+ * BatchNorm; the previous momenta and train/eval flags go into *saved (caller
+ * owns it until bx_bn_recompute_end). end: restores them and frees saved (NULL
+ * is a no-op). The module's structure must not change in between. Errors:
+ * BX_ERR_INVALID (NULL), BX_ERR_NOMEM (nothing changed). */
+typedef struct bx_bn_saved bx_bn_saved;
+bx_status bx_bn_recompute_begin(bx_module *m, bool set_train, bx_bn_saved **saved);
+void bx_bn_recompute_end(bx_bn_saved *saved);
+/* Number of BatchNorms begin reset (0: update_bn would run nothing). */
+int bx_bn_saved_count(const bx_bn_saved *saved);
+/* True when m or a submodule is a BatchNorm (Lightning adds the extra
+ * update_bn epoch only then). */
+bool bx_module_has_batchnorm(bx_module *m);
+
 #ifdef __cplusplus
 }
 #endif

@@ -94,6 +94,23 @@ bx_status bx_averaged_model_set_n_averaged(bx_averaged_model *a, int64_t n) {
 
 typedef enum { UPD_COPY, UPD_AVERAGE } upd_mode;
 
+/* Loops over more elements than this run on all threads (memory-bound
+ * elementwise work, like the optimizers' threshold). */
+#define SWA_PAR_MIN 32768
+
+/* x + (y - x) / k in float32 (the division first, as torch). */
+static inline float mean_one(float x, float y, float k) {
+    float q = (y - x) / k;
+    return x + q;
+}
+
+/* decay*x + (1 - decay)*y with both products rounded (no fused multiply-add). */
+static inline float ema_one(float x, float y, float df, float om) {
+    float u = df * x;
+    float v = om * y;
+    return u + v;
+}
+
 static bool is_float(bx_dtype dt) { return dt == BX_F32 || dt == BX_F64; }
 
 /* avg (owned, same numel as p) <- the average with p, when n (>= 1) models
@@ -117,11 +134,12 @@ static bx_status average_one(const bx_averaged_model *a, bx_tensor *avg, const b
         if (f32c) {
             float *x = avg->data;
             const float *y = p->data;
+            if (cnt > SWA_PAR_MIN) {
+#pragma omp parallel for simd schedule(static)
+                for (int64_t i = 0; i < cnt; i++) x[i] = ema_one(x[i], y[i], df, om);
+            } else {
 #pragma omp simd
-            for (int64_t i = 0; i < cnt; i++) {
-                float u = df * x[i];
-                float v = om * y[i];
-                x[i] = u + v;
+                for (int64_t i = 0; i < cnt; i++) x[i] = ema_one(x[i], y[i], df, om);
             }
         } else {
             for (int64_t i = 0; i < cnt; i++) {
@@ -153,10 +171,12 @@ static bx_status average_one(const bx_averaged_model *a, bx_tensor *avg, const b
     if (f32c) {
         float *x = avg->data;
         const float *y = p->data;
+        if (cnt > SWA_PAR_MIN) {
+#pragma omp parallel for simd schedule(static)
+            for (int64_t i = 0; i < cnt; i++) x[i] = mean_one(x[i], y[i], k);
+        } else {
 #pragma omp simd
-        for (int64_t i = 0; i < cnt; i++) {
-            float q = (y[i] - x[i]) / k;
-            x[i] = x[i] + q;
+            for (int64_t i = 0; i < cnt; i++) x[i] = mean_one(x[i], y[i], k);
         }
         return BX_OK;
     }

@@ -80,6 +80,43 @@ static void test_running_mean(void) {
     bx_module_free(m);
 }
 
+/* a tensor above the parallel threshold (200x200) on 2 threads: the same
+ * values as the formula, for the SWA mean and the EMA */
+static void test_large_parallel(void) {
+    bx_set_num_threads(2);
+    bx_rng rng;
+    bx_rng_init(&rng, 9);
+    bx_module *m = bx_nn_linear(200, 200, false, &rng);
+    bx_ema_opts eo = BX_EMA_OPTS_INIT;
+    eo.decay = 0.75;
+    bx_averaged_model *a = bx_averaged_model_new(m, NULL), *e = bx_averaged_model_new_ema(m, &eo);
+    float *w = param_of(m, "weight")->data;
+    static float ref[40000], eref[40000];
+    for (int k = 0; k < 3; k++) {
+        randomize(m, &rng, 1.0f);
+        for (int i = 0; i < 40000; i++) {
+            if (k == 0) ref[i] = eref[i] = w[i];
+            else {
+                float q = (w[i] - ref[i]) / (float)(k + 1);
+                ref[i] = ref[i] + q;
+                float u = 0.75f * eref[i], v = 0.25f * w[i];
+                eref[i] = u + v;
+            }
+        }
+        CHECK_OK(bx_averaged_model_update(a, m));
+        CHECK_OK(bx_averaged_model_update(e, m));
+    }
+    CHECK(memcmp(param_of(bx_averaged_model_module(a), "weight")->data, ref, sizeof ref) == 0);
+    const float *ew = param_of(bx_averaged_model_module(e), "weight")->data;
+    double worst = 0;
+    for (int i = 0; i < 40000; i++) worst = fmax(worst, fabs(ew[i] - eref[i]));
+    CHECK(worst <= 1e-6);
+    bx_averaged_model_free(a);
+    bx_averaged_model_free(e);
+    bx_module_free(m);
+    bx_set_num_threads(1);
+}
+
 /* use_buffers: float buffers averaged, i64 num_batches_tracked truncated
  * toward zero: 20 + (43-20)/2 = 31.5 -> 31, and 43 + (20-43)/2 = 31.5 -> 31. */
 static void test_use_buffers(void) {
@@ -331,6 +368,50 @@ static void test_update_bn_equal_weight(void) {
     bx_module_free(root);
 }
 
+/* begin/end halves driven by the caller (Lightning's extra epoch): the same
+ * statistics as bx_update_bn; modes untouched without set_train. */
+static void test_bn_recompute_halves(void) {
+    bx_rng rng;
+    bx_rng_init(&rng, 8);
+    bx_module *m = make_mlp(&rng), *m2 = NULL;
+    CHECK(bx_module_has_batchnorm(m));
+    bx_module *lin = bx_nn_linear(2, 2, true, &rng);
+    CHECK(!bx_module_has_batchnorm(lin));
+    bx_batchnorm_set_momentum(bx_module_child(m, "1"), 0.2);
+    m2 = bx_module_clone(m);
+    int64_t shape[2] = {6, 3};
+    batches src = {{bx_tensor_new(BX_F32, 2, shape), bx_tensor_new(BX_F32, 2, shape)}, 2, 0, 0};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 18; i++) ((float *)src.b[k]->data)[i] = (float)k + bx_rng_normal(&rng);
+    CHECK_OK(bx_update_bn(m, next_batch, &src, NULL));
+
+    bx_module_train(m2, true);
+    bx_bn_saved *sv = NULL;
+    CHECK_OK(bx_bn_recompute_begin(m2, false, &sv));
+    CHECK_EQ_INT(bx_bn_saved_count(sv), 1);
+    CHECK(isnan(bx_batchnorm_momentum(bx_module_child(m2, "1"))));
+    bx_step *st = bx_step_new();
+    for (int k = 0; k < 2; k++) {
+        bx_step_reset(st);
+        bx_tensor *y = bx_module_forward(m2, st, src.b[k]);
+        bx_tensor *loss = bx_sum(st, y, NULL, 0, false);
+        CHECK_OK(bx_backward(st, loss)); /* a training step's forward+backward */
+    }
+    bx_bn_recompute_end(sv);
+    CHECK_NEAR(bx_batchnorm_momentum(bx_module_child(m2, "1")), 0.2, 0);
+    bx_tensor *a = buffer_of(m, "1.running_var"), *b = buffer_of(m2, "1.running_var");
+    for (int i = 0; i < 4; i++) CHECK_NEAR(bx_get(a, i), bx_get(b, i), 1e-6);
+    CHECK_EQ_INT((int64_t)bx_get(buffer_of(m2, "1.num_batches_tracked"), 0), 2);
+    CHECK_ERR(bx_bn_recompute_begin(NULL, true, &sv), BX_ERR_INVALID, "update_bn");
+    bx_bn_recompute_end(NULL);
+    bx_step_free(st);
+    bx_tensor_free(src.b[0]);
+    bx_tensor_free(src.b[1]);
+    bx_module_free(lin);
+    bx_module_free(m2);
+    bx_module_free(m);
+}
+
 /* ---- state ------------------------------------------------------------------ */
 
 typedef struct tstore {
@@ -473,9 +554,11 @@ static void test_errors_and_transfer(void) {
 int main(void) {
     test_running_mean();
     test_use_buffers();
+    test_large_parallel();
     test_custom_avg_fn();
     test_ema();
     test_update_bn_equal_weight();
+    test_bn_recompute_halves();
     test_state();
     test_errors_and_transfer();
     return tu_finish("swa");
