@@ -328,6 +328,11 @@ static void run_averaged_model(gcase *c) {
     }
     bx_averaged_model_opts o = BX_AVERAGED_MODEL_OPTS_INIT;
     o.use_buffers = gc_arg_bool(c, "use_buffers", false);
+    const char *fn = gc_arg_str(c, "avg_fn", "default");
+    if (strncmp(fn, "default", 7) != 0) {
+        gc_fail(c, "averaged_model: avg_fn '%s' not understood (only the default running mean)", fn);
+        goto done;
+    }
     avg = bx_averaged_model_new(model, &o);
     if (!avg || !st) {
         gc_fail(c, "averaged_model: %s", bx_errmsg());
