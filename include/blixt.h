@@ -18,5 +18,6 @@
 #include "blixt/callback.h"
 #include "blixt/trainer.h"
 #include "blixt/callbacks.h"
+#include "blixt/swa.h"
 
 #endif
