@@ -530,7 +530,7 @@ bx_callback *bx_model_checkpoint_new(const bx_model_checkpoint_opts *o) {
     m->last_global_step_saved = 0;
     if (set_str(&m->mode, mode) || set_str(&m->best_model_path, "") || set_str(&m->kth_best_model_path, "") ||
         set_str(&m->last_model_path, "") || (o->monitor && set_str(&m->monitor, o->monitor)) ||
-        (o->dirpath && set_str(&m->dirpath_opt, o->dirpath)) || (o->filename && set_str(&m->filename, o->filename)))
+        (o->dirpath && (set_str(&m->dirpath_opt, o->dirpath) || set_str(&m->dirpath, o->dirpath))) || (o->filename && set_str(&m->filename, o->filename)))
         return fail(m, BX_ERR_NOMEM, NULL, 0, 0);
     if (m->save_top_k < -1)
         return fail(m, BX_ERR_INVALID, "ModelCheckpoint: Invalid value for save_top_k=%lld. Must be >= -1",
