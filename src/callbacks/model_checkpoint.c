@@ -71,11 +71,24 @@ static bx_status set_str(char **dst, const char *src) {
 
 static void mc_key(void *self, char *buf, size_t n) {
     mc *m = self;
-    char mon[512], tti[64];
+    char mon[512], tti[160];
     if (m->monitor) snprintf(mon, sizeof mon, "'%s'", m->monitor);
     else snprintf(mon, sizeof mon, "None");
-    if (m->train_time_interval_s > 0) snprintf(tti, sizeof tti, "%g", m->train_time_interval_s);
-    else snprintf(tti, sizeof tti, "None");
+    if (m->train_time_interval_s > 0) {
+        /* Python's repr of the timedelta */
+        long long us = llround(m->train_time_interval_s * 1e6);
+        long long days = us / 86400000000LL, secs = us / 1000000 % 86400, micro = us % 1000000;
+        char part[3][48];
+        int np = 0;
+        if (days) snprintf(part[np++], sizeof part[0], "days=%lld", days);
+        if (secs) snprintf(part[np++], sizeof part[0], "seconds=%lld", secs);
+        if (micro) snprintf(part[np++], sizeof part[0], "microseconds=%lld", micro);
+        if (!np) snprintf(part[np++], sizeof part[0], "0");
+        snprintf(tti, sizeof tti, "datetime.timedelta(%s%s%s%s%s)", part[0], np > 1 ? ", " : "", np > 1 ? part[1] : "",
+                 np > 2 ? ", " : "", np > 2 ? part[2] : "");
+    } else {
+        snprintf(tti, sizeof tti, "None");
+    }
     snprintf(buf, n,
              "ModelCheckpoint{'monitor': %s, 'mode': '%s', 'every_n_train_steps': %lld, 'every_n_epochs': %lld, "
              "'train_time_interval': %s}",

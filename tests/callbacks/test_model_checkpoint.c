@@ -96,6 +96,13 @@ static void test_construction(void) {
                        "'every_n_epochs': 0, 'train_time_interval': None}"));
     bx_callback_free(cb);
     o = (bx_model_checkpoint_opts)BX_MODEL_CHECKPOINT_OPTS_INIT;
+    o.train_time_interval_s = 90.5;
+    cb = bx_model_checkpoint_new(&o);
+    bx_callback_state_key(cb, key, sizeof key);
+    CHECK(strstr(key, "'every_n_train_steps': 0, 'every_n_epochs': 0, "
+                      "'train_time_interval': datetime.timedelta(seconds=90, microseconds=500000)}") != NULL);
+    bx_callback_free(cb);
+    o.train_time_interval_s = 0;
     o.mode = "maximum";
     CHECK(bx_model_checkpoint_new(&o) == NULL && strstr(bx_errmsg(), "`mode` can be min, max"));
     o.mode = "min";
@@ -297,6 +304,22 @@ static void test_last_and_triggers(void) {
     CHECK_EQ_INT(ch_count(dir), 4);
     CHECK(ch_exists(dir, "step=3.ckpt") && ch_exists(dir, "step=6.ckpt") && ch_exists(dir, "step=9.ckpt") &&
           ch_exists(dir, "step=12.ckpt"));
+    bx_trainer_free(tr);
+    bx_module_free(m.lin);
+
+    /* train_time_interval: a tiny interval saves at every batch end (once per step) */
+    sub(dir, sizeof dir, "every_time");
+    ch_init(&m);
+    o = (bx_model_checkpoint_opts)BX_MODEL_CHECKPOINT_OPTS_INIT;
+    o.dirpath = dir;
+    o.save_top_k = -1;
+    o.train_time_interval_s = 1e-9;
+    o.filename = "{step}";
+    cb = bx_model_checkpoint_new(&o);
+    tr = fit_mc(&m, &cb, 1, 1, 8, NULL, &s);
+    CHECK_OK(s);
+    CHECK_EQ_INT(ch_count(dir), 4);
+    CHECK(ch_exists(dir, "step=1.ckpt") && ch_exists(dir, "step=4.ckpt"));
     bx_trainer_free(tr);
     bx_module_free(m.lin);
 }
