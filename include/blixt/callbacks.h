@@ -22,7 +22,7 @@ extern "C" {
 typedef struct bx_early_stopping_opts {
     const char *monitor;          /* required: the callback_metrics key */
     double min_delta;             /* 0.0; the sign is applied by mode (a negative value loosens) */
-    int64_t patience;             /* 3 checks without improvement */
+    int64_t patience;             /* 3 checks without improvement (<= 0: the first one stops) */
     bool verbose;                 /* info messages through bx_logf */
     const char *mode;             /* "min" or "max" */
     bool strict;                  /* a missing monitor is an error (else skipped) */
@@ -37,7 +37,7 @@ typedef struct bx_early_stopping_opts {
 /* New EarlyStopping ("EarlyStopping", state key
  * "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"); the caller owns it
  * until given to a Trainer. NULL with the message on bad options
- * (BX_ERR_INVALID: no monitor, mode not min/max, patience < 0). A missing
+ * (BX_ERR_INVALID: no monitor, mode not min/max). A missing
  * monitored metric at a check fails the run (strict) with BX_ERR_NOT_FOUND
  * and a message naming the metric and the available keys. */
 bx_callback *bx_early_stopping_new(const bx_early_stopping_opts *o);

@@ -200,11 +200,6 @@ bx_callback *bx_early_stopping_new(const bx_early_stopping_opts *o) {
         bx__error(BX_ERR_INVALID, "EarlyStopping(monitor='%s'): `mode` can be min, max, got %s", o->monitor, mode);
         return NULL;
     }
-    if (o->patience < 0) {
-        bx__error(BX_ERR_INVALID, "EarlyStopping(monitor='%s'): patience=%lld must be >= 0", o->monitor,
-                  (long long)o->patience);
-        return NULL;
-    }
     es *e = bx__calloc(sizeof *e);
     if (!e) return NULL;
     e->monitor = bx__strdup(o->monitor);
