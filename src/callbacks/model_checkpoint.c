@@ -18,6 +18,7 @@
 #include "callbacks_int.h"
 #include "core/core_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -346,18 +347,32 @@ static bool on_train_epoch_end_mode(const mc *m, const bx_trainer *tr) {
     return bx_trainer_val_check_interval(tr).value == 1.0;
 }
 
+static void warn_if_dir_not_empty(const mc *m) {
+    if (m->save_top_k == 0) return;
+    DIR *d = opendir(m->dirpath);
+    struct dirent *e;
+    bool any = false;
+    while (d && !any && (e = readdir(d)) != NULL) any = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (d) closedir(d);
+    if (any) bx_logf(BX_LOG_WARNING, "Checkpoint directory %s exists and is not empty.", m->dirpath);
+}
+
 static bx_status mc_setup(void *self, bx_trainer *tr, bx_stage stage) {
-    (void)stage;
     mc *m = self;
     m->val_has_run = false;
-    if (m->dirpath_opt) return set_str(&m->dirpath, m->dirpath_opt);
-    char d[MC_PATH];
-    const char *base = bx_trainer_num_loggers(tr) > 0 ? bx_trainer_log_dir(tr) : bx_trainer_default_root_dir(tr);
-    if (!base) base = ".";
-    while (base[0] == '.' && base[1] == '/') base += 2;
-    if (!*base || strcmp(base, ".") == 0) snprintf(d, sizeof d, "checkpoints");
-    else snprintf(d, sizeof d, "%s/checkpoints", base);
-    return set_str(&m->dirpath, d);
+    if (m->dirpath_opt) {
+        TRY(set_str(&m->dirpath, m->dirpath_opt));
+    } else {
+        char d[MC_PATH];
+        const char *base = bx_trainer_num_loggers(tr) > 0 ? bx_trainer_log_dir(tr) : bx_trainer_default_root_dir(tr);
+        if (!base) base = ".";
+        while (base[0] == '.' && base[1] == '/') base += 2;
+        if (!*base || strcmp(base, ".") == 0) snprintf(d, sizeof d, "checkpoints");
+        else snprintf(d, sizeof d, "%s/checkpoints", base);
+        TRY(set_str(&m->dirpath, d));
+    }
+    if (stage == BX_STAGE_FIT) warn_if_dir_not_empty(m);
+    return BX_OK;
 }
 
 static bx_status mc_train_start(void *self, bx_trainer *tr) {
