@@ -175,12 +175,10 @@ bx_status bx__py_format_number(double v, bool is_int, const char *spec, char *ou
         long long iv = (long long)v;
         neg = iv < 0;
         unsigned long long a = neg ? (unsigned long long)(-(iv + 1)) + 1u : (unsigned long long)iv;
-        if (t == 'x' || t == 'X' || t == 'o') {
-            snprintf(body, sizeof body, "%s%llx", f.alt ? (t == 'o' ? "0o" : "0x") : "", a);
-            if (t == 'o') snprintf(body, sizeof body, "%s%llo", f.alt ? "0o" : "", a);
-            if (t == 'X')
-                for (char *c = body; *c; c++)
-                    if (*c >= 'a' && *c <= 'z') *c = (char)(*c - 32);
+        if (t == 'x' || t == 'X') {
+            snprintf(body, sizeof body, t == 'x' ? "%s%llx" : "%s%llX", f.alt ? (t == 'x' ? "0x" : "0X") : "", a);
+        } else if (t == 'o') {
+            snprintf(body, sizeof body, "%s%llo", f.alt ? "0o" : "", a);
         } else if (t == 'b') {
             char bits[70];
             int k = 0;
@@ -204,9 +202,29 @@ bx_status bx__py_format_number(double v, bool is_int, const char *spec, char *ou
             snprintf(body, sizeof body, "%lld", (long long)a);
         } else if (!t && p < 0) {
             py_repr(a, body, sizeof body);
+        } else if (!t && !isfinite(a)) {
+            snprintf(body, sizeof body, "%g", a);
         } else if (!t) {
-            snprintf(body, sizeof body, f.alt ? "%#.*g" : "%.*g", p == 0 ? 1 : p, a);
-            if (isfinite(a) && !strchr(body, '.') && !strchr(body, 'e')) strncat(body, ".0", sizeof body - strlen(body) - 1);
+            /* like 'g', but scientific from exp >= p - 1 and at least one digit after the point */
+            int P = p == 0 ? 1 : p;
+            char eb[64];
+            snprintf(eb, sizeof eb, "%.*e", P - 1, a);
+            char *ep = strchr(eb, 'e');
+            int x = atoi(ep + 1);
+            if (x < -4 || x >= P - 1) {
+                *ep = '\0';
+                if (!f.alt && strchr(eb, '.')) {
+                    size_t L = strlen(eb);
+                    while (eb[L - 1] == '0') eb[--L] = '\0';
+                    if (eb[L - 1] == '.') eb[--L] = '\0';
+                }
+                snprintf(body, sizeof body, "%se%c%02d", eb, x < 0 ? '-' : '+', abs(x));
+            } else {
+                snprintf(body, sizeof body, "%.*f", P - 1 - x, a);
+                if (!strchr(body, '.')) strncat(body, ".0", sizeof body - strlen(body) - 1);
+                size_t L = strlen(body);
+                while (!f.alt && body[L - 1] == '0' && body[L - 2] != '.') body[--L] = '\0';
+            }
         } else if (t == '%') {
             snprintf(body, sizeof body, f.alt ? "%#.*f%%" : "%.*f%%", p < 0 ? 6 : p, a * 100.0);
         } else {

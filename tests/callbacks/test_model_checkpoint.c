@@ -50,12 +50,16 @@ static void test_format(void) {
     fmt_is("{val_loss}", true, f, &v, 1, "val_loss=1e+16");
     v = 123.456;
     fmt_is("{val_loss}", true, f, &v, 1, "val_loss=123.456");
+    fmt_is("{val_loss:.3}|{val_loss:.4}", false, f, &v, 1, "1.23e+02|123.5");
+    v = 2.0;
+    fmt_is("{val_loss:.3}", false, f, &v, 1, "2.0");
     v = INFINITY;
     fmt_is("{val_loss:.3f}", true, f, &v, 1, "val_loss=inf");
     v = -0.5;
     fmt_is("{val_loss:+.1f}|{val_loss:>8.2f}|{val_loss:08.3f}", false, f, &v, 1, "-0.5|   -0.50|-000.500");
     v = 0.25;
     fmt_is("{val_loss:.1%}-{val_loss:.3e}-{val_loss:g}", false, f, &v, 1, "25.0%-2.500e-01-0.25");
+    fmt_is("{epoch:x}-{epoch:#o}-{step:b}-{epoch:^5d}|{step:<3}|", false, es, ev, 2, "3-0o3-10-  3  |2  |");
     /* a name used twice */
     fmt_is("{epoch}-{step}-{epoch}", true, es, ev, 2, "epoch=3-step=2-epoch=3");
     /* user-logged epoch is cast to int */
