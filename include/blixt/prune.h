@@ -154,7 +154,8 @@ bx_status bx_prune_compute_masks_global(const bx_tensor *const *scores, bx_tenso
  * are the current values name_orig * name_mask. On error the module is
  * unchanged. Errors: BX_ERR_NOT_FOUND (no parameter `name`, or a None slot),
  * BX_ERR_INVALID (bad name, name_orig / name_mask already taken by another
- * slot), those of bx_prune_compute_mask, BX_ERR_NOMEM. */
+ * slot), BX_ERR_STATE (`name` already has a reparametrisation that is not
+ * pruning's), those of bx_prune_compute_mask, BX_ERR_NOMEM. */
 bx_status bx_prune_apply(bx_module *m, const char *name, const bx_prune_opts *o);
 
 /* torch's custom_from_mask: multiplies `mask` (any dtype, 0/1, the shape of

@@ -215,6 +215,11 @@ static bx_status commit(bx_module *m, const char *name, bx_tensor *newmask, cons
         return BX_ERR_NOMEM;
     }
     char w[400];
+    if (bx_module_has_reparam(m, name)) {
+        bx_tensor_free(newmask);
+        return bx__error(BX_ERR_STATE, "%s: cannot prune %s: it already has another reparametrisation", what,
+                         where(m, name, w, sizeof w));
+    }
     if (bx_module_buffer(m, n.mask) || bx_module_has_param(m, n.orig) || bx_module_child(m, n.mask) ||
         bx_module_child(m, n.orig)) {
         bx_tensor_free(newmask);

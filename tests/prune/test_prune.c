@@ -473,6 +473,11 @@ static void test_global(void) {
     bx_module_free(seq);
 }
 
+static bx_tensor *other_reparam(void *ud, bx_module *m, bx_step *st) {
+    (void)ud;
+    return bx_module_tensor(st, m, "weight");
+}
+
 /* ---- errors ---------------------------------------------------------------------------------------- */
 
 static void test_errors(void) {
@@ -515,6 +520,11 @@ static void test_errors(void) {
     o.method = BX_PRUNE_L1_UNSTRUCTURED;
     CHECK_ERR(bx_prune_apply(lin, "bias", &o), BX_ERR_INVALID, "already taken");
     CHECK(bx_module_param(lin, "bias") != NULL && !bx_prune_is_pruned(lin, "bias"));
+    /* another reparametrisation of the same name is not replaced */
+    CHECK_OK(bx_module_set_reparam(lin, "weight", other_reparam, NULL));
+    CHECK_ERR(bx_prune_apply(lin, "weight", &o), BX_ERR_STATE, "another reparametrisation");
+    CHECK(bx_module_param(lin, "weight") != NULL && !bx_prune_is_pruned(lin, "weight"));
+    CHECK_OK(bx_module_set_reparam(lin, "weight", NULL, NULL));
     /* tensor level */
     int64_t s2[2] = {2, 3}, s3[2] = {3, 2};
     bx_tensor *a = bx_tensor_zeros(BX_F32, 2, s2), *m = bx_tensor_zeros(BX_F32, 2, s3);
