@@ -93,7 +93,9 @@ def ln_case(name, shape, amount, n, dim, levels=None, w=None):
     pruned = int(sum(1 for c in range(w.shape[d]) if (h.weight_mask.select(d, c) == 0).all()))
     t = {"in.weight": w.numpy(), "out.mask": u8(h.weight_mask), "out.weight": h.weight.detach().numpy(),
          "out.norms": norms.numpy(), "out.num_pruned_slices": torch.tensor(pruned, dtype=torch.int64).numpy()}
-    args = {"amount": amount, "dim": dim, "method": "ln_structured", "n": jnorm(n)}
+    # n as Python's json.dumps writes it: inf -> the bare token Infinity (the
+    # runner accepts it); the iterative cases spell it "inf" instead
+    args = {"amount": amount, "dim": dim, "method": "ln_structured", "n": n}
     save(name, t, meta(name, "prune_ln_structured",
                        "ln_structured n=%r dim=%d amount=%r on %s" % (n, dim, amount, list(w.shape)), args))
 
