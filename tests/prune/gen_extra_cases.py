@@ -113,7 +113,7 @@ def random_structured_case(name, shape, amount, dim):
                        % (amount, dim, list(shape)), args, "only the counts are checkable"))
 
 
-def global_case(name, shapes, amount, levels=None, rounds=1):
+def global_case(name, shapes, amount, levels=None, rounds=1, method=P.L1Unstructured):
     mods = {}
     t = {}
     for i, shape in enumerate(shapes):
@@ -132,16 +132,16 @@ def global_case(name, shapes, amount, levels=None, rounds=1):
                     m.weight_orig.add_(u)
                 m.weight = m.weight_orig * m.weight_mask  # what the next forward computes
                 t["in.update%d.%s.weight_orig" % (r, k)] = u.numpy()
-        P.global_unstructured(params, pruning_method=P.L1Unstructured, amount=amount)
+        P.global_unstructured(params, pruning_method=method, amount=amount)
         sfx = ".iter%d" % r if rounds > 1 else ""
         for k, m in mods.items():
             t["out.%s.mask%s" % (k, sfx)] = u8(m.weight_mask)
             t["out.%s.weight%s" % (k, sfx)] = m.weight.detach().numpy()
-    args = {"amount": amount, "iterations": rounds, "method": "global_unstructured(L1Unstructured)",
+    args = {"amount": amount, "iterations": rounds, "method": "global_unstructured(%s)" % method.__name__,
             "parameters": ["%s.weight" % k for k in mods]}
     kind = "prune_iterative" if rounds > 1 else "prune_global_unstructured"
-    save(name, t, meta(name, kind, "global_unstructured L1 amount=%r over %s, %d round(s)"
-                       % (amount, [list(s) for s in shapes], rounds), args))
+    save(name, t, meta(name, kind, "global_unstructured %s amount=%r over %s, %d round(s)"
+                       % (method.__name__, amount, [list(s) for s in shapes], rounds), args))
 
 
 def iterative_case(name, shape, steps, levels=None, update=False):
@@ -158,6 +158,8 @@ def iterative_case(name, shape, steps, levels=None, update=False):
             t["in.update%d.weight_orig" % k] = u.numpy()
         if st["method"] == "l1_unstructured":
             P.l1_unstructured(h, "weight", amount=st["amount"])
+        elif st["method"] == "random_unstructured":
+            P.random_unstructured(h, "weight", amount=st["amount"])
         elif st["method"] == "ln_structured":
             P.ln_structured(h, "weight", amount=st["amount"], n=st["n"], dim=st["dim"])
         t["out.mask%d" % k] = u8(h.weight_mask)
@@ -208,6 +210,8 @@ def main():
     global_case("x_global_ties", [[20, 10], [10, 15]], 0.33, levels=3)
     global_case("x_global_rounds3", [[6, 5], [4, 6]], 0.25, rounds=3)
     global_case("x_global_rounds_ties", [[8, 8], [5, 8]], 0.3, levels=3, rounds=3)
+    global_case("x_global_random", [[6, 5], [4, 6]], 0.4, method=P.RandomUnstructured)
+    global_case("x_global_random_rounds", [[6, 5], [4, 6]], 0.5, rounds=2, method=P.RandomUnstructured)
     # iterative local
     iterative_case("x_it_l1_ln", [6, 5], [{"method": "l1_unstructured", "amount": 0.5},
                                           {"method": "ln_structured", "amount": 0.5, "n": 1, "dim": 0}])
@@ -223,6 +227,8 @@ def main():
     iterative_case("x_it_ln_dim1_upd", [5, 8], [{"method": "ln_structured", "amount": 0.25, "n": 2, "dim": 1},
                                                 {"method": "ln_structured", "amount": 0.5, "n": 1, "dim": -1}],
                    update=True)
+    iterative_case("x_it_random_l1", [6, 5], [{"method": "random_unstructured", "amount": 0.3},
+                                              {"method": "l1_unstructured", "amount": 0.5}])
     iterative_case("x_it_ties", [12, 10], [{"method": "l1_unstructured", "amount": 0.2},
                                            {"method": "l1_unstructured", "amount": 17},
                                            {"method": "l1_unstructured", "amount": 0.5}], levels=3)
