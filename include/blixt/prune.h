@@ -207,6 +207,17 @@ bx_status bx_prune_mask_zeros(const bx_module *m, const char *name, int64_t *zer
  * error: BX_ERR_NOT_FOUND, BX_ERR_NOMEM. */
 bx_tensor *bx_prune_effective(const bx_module *m, const char *name);
 
+/* Prepares an unpruned tree for loading a state dict saved while pruned
+ * (keys `fc.weight_orig` + `fc.weight_mask`, as ModelPruning checkpoints
+ * without make_pruning_permanent hold): for every such pair among keys[0..n)
+ * whose module exists and has a plain parameter `weight`, that parameter is
+ * reparametrised with an all-ones mask (torch's prune.identity), so a strict
+ * bx_module_load_state_dict then fills weight_orig and weight_mask. Pairs
+ * already pruned or not matching the tree are skipped. *count (optional)
+ * receives the number reparametrised. Errors: BX_ERR_INVALID (NULL
+ * arguments), those of bx_prune_apply_mask (the tree keeps the earlier ones). */
+bx_status bx_prune_identity_from_keys(bx_module *root, const char *const *keys, int n, int *count);
+
 /* The state dict of the tree as it would be after bx_prune_remove_all (what
  * ModelPruning's checkpoints hold with make_pruning_permanent), without
  * touching the live module: every pruned `name_orig` / `name_mask` pair

@@ -513,3 +513,41 @@ bx_named_tensors *bx_prune_permanent_state_dict(bx_module *m) {
     }
     return l;
 }
+
+/* ---- loading a pruned state dict into an unpruned tree ---------------------------------------------- */
+
+static bool has_key(const char *const *keys, int n, const char *k) {
+    for (int i = 0; i < n; i++)
+        if (keys[i] && strcmp(keys[i], k) == 0) return true;
+    return false;
+}
+
+bx_status bx_prune_identity_from_keys(bx_module *root, const char *const *keys, int n, int *count) {
+    if (count) *count = 0;
+    if (!root || (n > 0 && !keys)) return bx__error(BX_ERR_INVALID, "prune identity_from_keys: NULL argument");
+    for (int i = 0; i < n; i++) {
+        const char *k = keys[i];
+        size_t len = k ? strlen(k) : 0;
+        if (len <= 5 || len >= 1024 || strcmp(k + len - 5, "_mask") != 0) continue;
+        char orig_key[1024], path[1024], name[BX__PRUNE_NAME_MAX + 1];
+        snprintf(orig_key, sizeof orig_key, "%.*s_orig", (int)(len - 5), k);
+        if (!has_key(keys, n, orig_key)) continue;
+        const char *dot = strrchr(k, '.');
+        size_t plen = dot ? (size_t)(dot - k) : 0;
+        const char *base = dot ? dot + 1 : k;
+        size_t blen = len - 5 - (size_t)(base - k);
+        if (blen == 0 || blen > BX__PRUNE_NAME_MAX) continue;
+        snprintf(path, sizeof path, "%.*s", (int)plen, k);
+        snprintf(name, sizeof name, "%.*s", (int)blen, base);
+        bx_module *m = bx_module_find(root, path);
+        if (!m) {
+            bx_clear_error();
+            continue;
+        }
+        if (bx_prune_is_pruned(m, name) || !bx_module_param(m, name)) continue;
+        bx_status s = bx_prune_apply_mask(m, name, NULL);
+        if (s != BX_OK) return s;
+        if (count) (*count)++;
+    }
+    return BX_OK;
+}

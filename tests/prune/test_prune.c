@@ -459,6 +459,23 @@ static void test_global(void) {
     bx_named_tensors_free(sd);
     bx_named_tensors_free(psd);
     bx_module_free(cp);
+    /* a pruned state dict loads strictly into a fresh tree after identity_from_keys */
+    bx_named_tensors *live = bx_module_state_dict(seq);
+    bx_module *fresh = bx_nn_sequential();
+    bx_sequential_append(fresh, bx_nn_linear(5, 6, true, NULL));
+    bx_sequential_append(fresh, bx_nn_relu());
+    bx_sequential_append(fresh, bx_nn_linear(6, 2, true, NULL));
+    CHECK(bx_module_load_state_dict(fresh, live, true) != BX_OK); /* weight_orig unexpected */
+    int cnt = -1;
+    CHECK_OK(bx_prune_identity_from_keys(fresh, (const char *const *)live->names, live->n, &cnt));
+    CHECK_EQ_INT(cnt, 3);
+    CHECK_OK(bx_module_load_state_dict(fresh, live, true));
+    CHECK_EQ_INT(mask_zeros(bx_module_child(fresh, "2"), "bias"), mask_zeros(l2, "bias"));
+    CHECK_EQ_INT(mask_zeros(bx_module_child(fresh, "0"), "weight"), mask_zeros(l0, "weight"));
+    CHECK_OK(bx_prune_identity_from_keys(fresh, (const char *const *)live->names, live->n, &cnt));
+    CHECK_EQ_INT(cnt, 0); /* already pruned: skipped */
+    bx_named_tensors_free(live);
+    bx_module_free(fresh);
     /* errors */
     bx_prune_target dup[2] = {{l0, "weight"}, {l0, "weight"}};
     CHECK_ERR(bx_prune_global(dup, 2, &o), BX_ERR_INVALID, "listed twice");
