@@ -341,6 +341,29 @@ static void test_reparam(void) {
     CHECK_OK(bx_optimizer_step(opt));
     const float *wd = w->data;
     CHECK_NEAR(wd[0], w0[0] - 0.1 * g[0], 1e-6);
+    /* a steady-state step of the pruned model allocates nothing on the heap */
+    for (int rep = 0; rep < 2; rep++) {
+        uint64_t a0 = bx_alloc_count();
+        bx_step_reset(st);
+        bx_tensor *xr = bx_step_tensor(st, BX_F32, 2, xs);
+        bx_fill(xr, 0.5);
+        bx_tensor *lr = bx_sum(st, bx_module_forward(lin, st, xr), NULL, 0, false);
+        CHECK_OK(bx_backward(st, lr));
+        CHECK_OK(bx_optimizer_step(opt));
+        bx_optimizer_zero_grad(opt);
+        if (rep == 1) CHECK_EQ_INT(bx_alloc_count() - a0, 0);
+    }
+    memcpy(w0, w->data, sizeof w0);
+    bx_optimizer_zero_grad(opt);
+    bx_step_reset(st);
+    x = bx_step_tensor(st, BX_F32, 2, xs);
+    for (int i = 0; i < 8; i++) ((float *)x->data)[i] = 0.5f + 0.25f * (float)i;
+    xd = x->data;
+    y = bx_module_forward(lin, st, x);
+    CHECK_OK(bx_backward(st, bx_sum(st, y, NULL, 0, false)));
+    CHECK_OK(bx_optimizer_step(opt));
+    for (int i = 0; i < 12; i++) badg += mk[i] == 0 && wd[i] != w0[i]; /* pruned entries never move */
+    CHECK_EQ_INT(badg, 0);
 
     /* a clone is pruned too and uses its own mask */
     bx_module *cl = bx_module_clone(lin);
