@@ -194,6 +194,3 @@ __attribute__((weak)) bx_callback *bx_model_checkpoint_new(const bx_model_checkp
     return bx_callback_new(&MC_OPS, m);
 }
 
-static const bx_callback_ops PB_OPS = {.name = "ProgressBar"};
-
-__attribute__((weak)) bx_callback *bx_progress_bar_new(void) { return bx_callback_new(&PB_OPS, NULL); }
