@@ -140,7 +140,6 @@ typedef struct pbar {
     FILE *out;
     bool tty;
     tbar main, val;
-    bool drew_main; /* a main-bar line is on the terminal's current line */
 } pbar;
 
 static const bx_callback_ops PB_OPS;
@@ -264,12 +263,11 @@ static void draw(pbar *p, tbar *b) {
     format_line(p, b, line, sizeof line);
     fprintf(p->out, "\r%s\x1b[K", line);
     fflush(p->out);
-    p->drew_main = b == &p->main;
 }
 
 static void bar_open(pbar *p, tbar *b, const char *desc, double total) {
-    /* a validation bar below a drawn main bar starts on its own line */
-    if (p->tty && b == &p->val && p->drew_main) fputc('\n', p->out);
+    /* on a terminal an evaluation bar takes over the main bar's line while
+     * it runs; the main bar is redrawn when it closes */
     b->open = true;
     snprintf(b->desc, sizeof b->desc, "%s", desc);
     b->n = 0;
@@ -289,7 +287,6 @@ static void bar_close(pbar *p, tbar *b, bool leave) {
         } else {
             fprintf(p->out, "\r\x1b[K");
         }
-        p->drew_main = false;
     } else {
         char line[1024];
         format_line(p, b, line, sizeof line);
@@ -370,7 +367,16 @@ static bx_status pb_epoch_end(void *self, bx_trainer *tr) {
 
 static bx_status pb_val_start(void *self, bx_trainer *tr) {
     pbar *p = self;
-    if (p->refresh <= 0 || bx_trainer_sanity_checking(tr)) return BX_OK;
+    if (p->refresh <= 0) return BX_OK;
+    if (bx_trainer_sanity_checking(tr)) {
+        /* the sanity batch count is known now (reset(val_bar, num_sanity_val_batches)) */
+        int64_t ns = bx_trainer_num_sanity_val_batches(tr);
+        if (p->val.open && ns >= 0) {
+            p->val.total = (double)ns;
+            draw(p, &p->val);
+        }
+        return BX_OK;
+    }
     bar_update(p, &p->main); /* fill up the remaining train part */
     bx_progress_counters c;
     bx_progress_bar_counters(tr, &c);
