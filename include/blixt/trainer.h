@@ -243,7 +243,7 @@ int64_t bx_trainer_total_batch_idx(const bx_trainer *tr);
  * sanity check). */
 int64_t bx_trainer_train_batches_processed(const bx_trainer *tr);
 int64_t bx_trainer_eval_batches_processed(const bx_trainer *tr);
-/* Mean of the last 20 optimizer-step losses (NaN before any). */
+/* Mean of the last 20 training-batch losses (Lightning 1.9.5 running_loss; NaN before any). */
 double bx_trainer_running_loss(const bx_trainer *tr);
 
 /* Metric dictionaries (Lightning's callback_metrics, logged_metrics,

@@ -305,6 +305,7 @@ bx_status bx__ckpt_restore_training_state(bx_trainer *tr) {
     } else {
         /* mid-epoch: continue with the next batch of this epoch */
         tr->restarting = tr->batches_ready > 0;
+        tr->train_processed = tr->batches_ready;
     }
     const bx_state *rng = bx_state_get(ck, "rng");
     if (rng && bx_state_typeof(rng) == BX_STATE_DICT) {

@@ -228,11 +228,10 @@ static bx_status train_batch(bx_trainer *tr, int64_t i, int64_t loader_len) {
         s = bx_optimizer_step(opt);
         if (s != BX_OK) return bx__hook_error(tr, "optimizer", "step", s);
         tr->global_step++;
-        int64_t k = tr->batches_ready % tr->accumulate;
-        int64_t win = k == 0 ? tr->accumulate : k;
-        running_loss_push(tr, tr->acc_loss / (double)win * (double)tr->accumulate);
-        tr->acc_loss = 0.0;
     }
+    /* 1.9.5 _update_running_loss: every batch with a loss appends (loss/N)*N */
+    if (!isnan(loss)) running_loss_push(tr, tr->acc_loss * (double)tr->accumulate);
+    tr->acc_loss = 0.0;
     BX__TRY(bx__update_lr_schedulers(tr, BX_INTERVAL_STEP, false));
     if (num_ready_batches_reached(tr)) BX__TRY(bx__update_lr_schedulers(tr, BX_INTERVAL_EPOCH, false));
     bx_step_output out = {loss, tr->step_output};

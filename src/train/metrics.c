@@ -115,17 +115,50 @@ static void forked_name(const bx__metric *m, bool on_step, char *buf, size_t n) 
         snprintf(buf, n, "%s", m->name);
 }
 
-/* Lightning's _ResultCollection.metrics(on_step): fills the given dicts
- * (any may be NULL). */
-static bx_status results_metrics(const bx__results *r, bool on_step, bx__mdict *log, bx__mdict *cb,
-                                 bx__mdict *pbar) {
+/* The record being sent to loggers, built without allocating once its keys
+ * have been seen: names point into tr->row_keys (kept for the trainer's life). */
+static bx_status row_add(bx_trainer *tr, const char *name, double v) {
+    int i = mdict_find(&tr->row_keys, name);
+    if (i < 0) {
+        BX__TRY(bx__mdict_set(&tr->row_keys, name, 0.0));
+        i = tr->row_keys.n - 1;
+    }
+    if (tr->row_cap < tr->row_keys.n) {
+        int cap = tr->row_keys.cap;
+        const char **nn = bx__realloc(tr->row_names, (size_t)cap * sizeof *nn);
+        if (!nn) return BX_ERR_NOMEM;
+        tr->row_names = nn;
+        double *nv = bx__realloc(tr->row_vals, (size_t)cap * sizeof *nv);
+        if (!nv) return BX_ERR_NOMEM;
+        tr->row_vals = nv;
+        tr->row_cap = cap;
+    }
+    const char *key = tr->row_keys.names[i];
+    for (int j = 0; j < tr->row_n; j++)
+        if (tr->row_names[j] == key) {
+            tr->row_vals[j] = v;
+            return BX_OK;
+        }
+    tr->row_names[tr->row_n] = key;
+    tr->row_vals[tr->row_n++] = v;
+    return BX_OK;
+}
+
+/* Lightning's _ResultCollection.metrics(on_step), merged straight into the
+ * given dicts (any may be NULL); with `row`, the "log" part also goes to the
+ * logger record. No allocation once every key exists. */
+static bx_status results_metrics(bx_trainer *tr, const bx__results *r, bool on_step, bx__mdict *log, bx__mdict *cb,
+                                 bx__mdict *pbar, bool row) {
     char fk[256];
     for (int i = 0; i < r->n; i++) {
         const bx__metric *m = &r->m[i];
         double v;
         if (!metric_value(m, on_step, &v)) continue;
         forked_name(m, on_step, fk, sizeof fk);
-        if (log && m->logger) BX__TRY(bx__mdict_set(log, fk, v));
+        if (m->logger) {
+            if (log) BX__TRY(bx__mdict_set(log, fk, v));
+            if (row) BX__TRY(row_add(tr, fk, v));
+        }
         if (cb && (r->training || (m->on_epoch && !on_step))) {
             BX__TRY(bx__mdict_set(cb, m->name, v));
             BX__TRY(bx__mdict_set(cb, fk, v));
@@ -135,61 +168,45 @@ static bx_status results_metrics(const bx__results *r, bool on_step, bx__mdict *
     return BX_OK;
 }
 
-static bx_status mdict_merge(bx__mdict *dst, const bx__mdict *src) {
-    for (int i = 0; i < src->n; i++) BX__TRY(bx__mdict_set(dst, src->names[i], src->vals[i]));
-    return BX_OK;
-}
-
 bx_status bx__metrics_update_dicts(bx_trainer *tr) {
     bx__results *r = bx__active_results(tr);
     if (!r) return BX_OK;
-    bx__mdict log = {0}, cb = {0}, pbar = {0};
-    bool on_step = !tr->epoch_end_reached;
-    bx_status s = results_metrics(r, on_step, &log, &cb, &pbar);
-    if (s == BX_OK) s = mdict_merge(&tr->pbar_metrics, &pbar);
-    if (s == BX_OK) s = mdict_merge(&tr->cb_metrics, &cb);
-    if (s == BX_OK) s = mdict_merge(&tr->logged_metrics, &log);
-    bx__mdict_free(&log);
-    bx__mdict_free(&cb);
-    bx__mdict_free(&pbar);
-    return s;
+    return results_metrics(tr, r, !tr->epoch_end_reached, &tr->logged_metrics, &tr->cb_metrics, &tr->pbar_metrics,
+                           false);
 }
 
 void bx__metrics_refresh_callback(const bx_trainer *tr) {
     bx_trainer *t = (bx_trainer *)tr;
     bx__results *r = bx__active_results(tr);
     if (!r) return;
-    (void)results_metrics(r, !tr->epoch_end_reached, NULL, &t->cb_metrics, &t->pbar_metrics);
+    (void)results_metrics(t, r, !tr->epoch_end_reached, NULL, &t->cb_metrics, &t->pbar_metrics, false);
 }
 
 bx_status bx__metrics_log_to_loggers(bx_trainer *tr, int64_t step) {
     bx__results *r = bx__active_results(tr);
     if (!r || tr->nlog == 0) return BX_OK;
-    bx__mdict log = {0};
-    bx_status s = results_metrics(r, !tr->epoch_end_reached, &log, NULL, NULL);
-    if (s != BX_OK || log.n == 0) {
-        bx__mdict_free(&log);
-        return s;
-    }
-    s = mdict_merge(&tr->logged_metrics, &log);
-    int si = mdict_find(&log, "step");
-    if (step < 0 && si >= 0) {
-        step = (int64_t)log.vals[si];
-        bx__free(log.names[si]);
-        memmove(log.names + si, log.names + si + 1, (size_t)(log.n - si - 1) * sizeof *log.names);
-        memmove(log.vals + si, log.vals + si + 1, (size_t)(log.n - si - 1) * sizeof *log.vals);
-        log.n--;
-    }
-    if (s == BX_OK && step < 0) {
-        if (mdict_find(&log, "epoch") < 0) s = bx__mdict_set(&log, "epoch", (double)tr->epochs_completed);
+    tr->row_n = 0;
+    BX__TRY(results_metrics(tr, r, !tr->epoch_end_reached, &tr->logged_metrics, NULL, NULL, true));
+    if (tr->row_n == 0) return BX_OK;
+    for (int j = 0; j < tr->row_n; j++)
+        if (strcmp(tr->row_names[j], "step") == 0) {
+            if (step < 0) step = (int64_t)tr->row_vals[j];
+            memmove(tr->row_names + j, tr->row_names + j + 1, (size_t)(tr->row_n - j - 1) * sizeof *tr->row_names);
+            memmove(tr->row_vals + j, tr->row_vals + j + 1, (size_t)(tr->row_n - j - 1) * sizeof *tr->row_vals);
+            tr->row_n--;
+            break;
+        }
+    if (step < 0) {
+        bool has_epoch = false;
+        for (int j = 0; j < tr->row_n; j++) has_epoch |= strcmp(tr->row_names[j], "epoch") == 0;
+        if (!has_epoch) BX__TRY(row_add(tr, "epoch", (double)tr->epochs_completed));
         step = tr->batches_that_stepped;
     }
-    for (int i = 0; s == BX_OK && i < tr->nlog; i++) {
-        s = bx_logger_log_metrics(tr->loggers[i], (const char *const *)log.names, log.vals, log.n, step);
-        if (s == BX_OK) s = bx_logger_save(tr->loggers[i]);
+    for (int i = 0; i < tr->nlog; i++) {
+        BX__TRY(bx_logger_log_metrics(tr->loggers[i], tr->row_names, tr->row_vals, tr->row_n, step));
+        BX__TRY(bx_logger_save(tr->loggers[i]));
     }
-    bx__mdict_free(&log);
-    return s;
+    return BX_OK;
 }
 
 /* ---- self.log ------------------------------------------------------------------- */

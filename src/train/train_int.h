@@ -106,10 +106,10 @@ struct bx_trainer {
     int64_t val_check_batch;
     bool val_loaded;
 
-    /* running loss (last 20 window losses) */
+    /* running loss (last 20 batch losses) */
     double loss_window[20];
     int loss_n, loss_pos;
-    double acc_loss; /* sum of the window's losses / N */
+    double acc_loss; /* this batch's loss / N (the running loss appends it times N) */
 
     /* logging */
     bx__results train_res, val_res;
@@ -118,6 +118,10 @@ struct bx_trainer {
     const char *cur_fx;        /* hook being run (logging defaults) */
     double cur_batch_size;
     bx__mdict cb_metrics, logged_metrics, pbar_metrics;
+    bx__mdict row_keys;        /* every key ever sent to loggers (owns the names) */
+    const char **row_names;    /* the record being sent */
+    double *row_vals;
+    int row_n, row_cap;
     int64_t val_batches_seen;  /* eval step logger step */
 
     /* step context */

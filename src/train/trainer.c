@@ -96,15 +96,18 @@ static bx_status cb_append(bx_trainer *tr, bx_callback *cb) {
     return BX_OK;
 }
 
-/* Stable partition: every ModelCheckpoint last. */
+/* Stable partition: every ModelCheckpoint last (in place, keeps both orders). */
 static void checkpoints_last(bx_trainer *tr) {
-    bx_callback *tmp[256];
-    int n = tr->ncb < 256 ? tr->ncb : 256, k = 0;
-    for (int i = 0; i < n; i++)
-        if (!bx__cb_is(tr->cbs[i], "ModelCheckpoint")) tmp[k++] = tr->cbs[i];
-    for (int i = 0; i < n; i++)
-        if (bx__cb_is(tr->cbs[i], "ModelCheckpoint")) tmp[k++] = tr->cbs[i];
-    memcpy(tr->cbs, tmp, (size_t)n * sizeof *tmp);
+    for (int pass = 0, moved = 0; pass < tr->ncb - moved;) {
+        if (bx__cb_is(tr->cbs[pass], "ModelCheckpoint")) {
+            bx_callback *mc = tr->cbs[pass];
+            memmove(tr->cbs + pass, tr->cbs + pass + 1, (size_t)(tr->ncb - pass - 1) * sizeof *tr->cbs);
+            tr->cbs[tr->ncb - 1] = mc;
+            moved++;
+        } else {
+            pass++;
+        }
+    }
 }
 
 static bx_status check_state_keys(bx_trainer *tr) {
@@ -295,6 +298,9 @@ void bx_trainer_free(bx_trainer *tr) {
     bx__mdict_free(&tr->cb_metrics);
     bx__mdict_free(&tr->logged_metrics);
     bx__mdict_free(&tr->pbar_metrics);
+    bx__mdict_free(&tr->row_keys);
+    bx__free(tr->row_names);
+    bx__free(tr->row_vals);
     bx_step_free(tr->step);
     bx_state_free(tr->loaded_ckpt);
     bx__free(tr->ckpt_path);
@@ -450,6 +456,7 @@ bx_status bx_trainer_fit(bx_trainer *tr, const bx_model *m, bx_loader *train, bx
     tr->stage = BX_STAGE_FIT;
     tr->status_text = "running";
     tr->interrupted = false;
+    tr->restarting = false;
     tr->err_hook[0] = '\0';
     if (tr->o.seed != BX_UNSET) {
         /* seed_everything: the step RNG (dropout) and loaders left unseeded */
@@ -527,40 +534,66 @@ bx_status bx_trainer_test(bx_trainer *tr, const bx_model *m, bx_loader *test, co
     return eval_public(tr, m, test, ckpt_path, true);
 }
 
+static bx_status predict_inner(bx_trainer *tr, const bx_model *m, bx_loader *data, const char *ckpt_path,
+                               bx_predict_sink sink, void *ud) {
+    BX__CALL_CBS(tr, setup, tr, BX_STAGE_PREDICT);
+    if (m->ops->setup) {
+        bx_status s = m->ops->setup(m->self, tr, BX_STAGE_PREDICT);
+        if (s != BX_OK) return bx__hook_error(tr, "model", "setup", s);
+    }
+    if (!(tr->module = m->ops->module(m->self))) return bx__error(BX_ERR_INVALID, "predict: module() returned NULL");
+    if (ckpt_path) BX__TRY(bx__ckpt_restore_model(tr, ckpt_path));
+    int64_t len = bx_loader_len(data);
+    bx_limit l = tr->o.limit_predict_batches;
+    int64_t n = l.is_int ? (len < (int64_t)l.value ? len : (int64_t)l.value) : (int64_t)floor((double)len * l.value);
+    tr->num_predict_batches = n;
+    bx_module_train(tr->module, false);
+    BX__CALL_HOOK(tr, on_predict_start, tr);
+    BX__CALL_HOOK(tr, on_predict_epoch_start, tr);
+    for (int64_t i = 0; i < n; i++) {
+        bx_batch b;
+        bx_step_reset(tr->step);
+        tr->batch_idx = i;
+        bx_status s = bx_loader_batch(data, tr->step, i, &b);
+        if (s != BX_OK) return bx__hook_error(tr, "loader", "predict batch", s);
+        BX__CALL_HOOK(tr, on_predict_batch_start, tr, &b, i, 0);
+        bx_step_set_training(tr->step, false);
+        bx_no_grad_push(tr->step);
+        tr->step_output = NULL;
+        tr->cur_fx = "predict_step";
+        s = m->ops->predict_step(m->self, tr->step, &b, i);
+        tr->cur_fx = NULL;
+        bx_no_grad_pop(tr->step);
+        if (s == BX_OK && bx_step_status(tr->step) != BX_OK)
+            s = bx__error(bx_step_status(tr->step), "%s", bx_step_errmsg(tr->step));
+        if (s != BX_OK) return bx__hook_error(tr, "model", "predict_step", s);
+        if (sink && tr->step_output) {
+            bx_tensor *c = bx_tensor_clone(tr->step_output);
+            if (!c) return BX_ERR_NOMEM;
+            s = sink(ud, i, c);
+            if (s != BX_OK) return bx__hook_error(tr, "predict", "sink", s);
+        }
+        bx_step_output out = {NAN, tr->step_output};
+        BX__CALL_HOOK(tr, on_predict_batch_end, tr, &out, &b, i, 0);
+        bx_step_reset(tr->step);
+    }
+    BX__CALL_HOOK(tr, on_predict_epoch_end, tr);
+    BX__CALL_HOOK(tr, on_predict_end, tr);
+    BX__CALL_HOOK(tr, teardown, tr, BX_STAGE_PREDICT);
+    return BX_OK;
+}
+
 bx_status bx_trainer_predict(bx_trainer *tr, const bx_model *m, bx_loader *data, const char *ckpt_path,
                              bx_predict_sink sink, void *ud) {
     if (!tr || !m || !m->ops || !m->ops->module || !m->ops->predict_step || !data)
         return bx__error(BX_ERR_INVALID, "predict: NULL trainer/loader or model without predict_step");
     tr->model = m;
     tr->stage = BX_STAGE_PREDICT;
+    tr->status_text = "running";
     tr->err_hook[0] = '\0';
-    bx_status s = BX_OK;
-    if (m->ops->setup) s = m->ops->setup(m->self, tr, BX_STAGE_PREDICT);
-    if (s == BX_OK && !(tr->module = m->ops->module(m->self)))
-        s = bx__error(BX_ERR_INVALID, "predict: module() returned NULL");
-    if (s == BX_OK && ckpt_path) s = bx__ckpt_restore_model(tr, ckpt_path);
-    int64_t len = bx_loader_len(data);
-    bx_limit l = tr->o.limit_predict_batches;
-    int64_t n = l.is_int ? (len < (int64_t)l.value ? len : (int64_t)l.value) : (int64_t)floor((double)len * l.value);
-    tr->num_predict_batches = n;
-    if (s == BX_OK) bx_module_train(tr->module, false);
-    for (int64_t i = 0; s == BX_OK && i < n; i++) {
-        bx_batch b;
-        bx_step_reset(tr->step);
-        bx_step_set_training(tr->step, false);
-        bx_no_grad_push(tr->step);
-        tr->step_output = NULL;
-        s = bx_loader_batch(data, tr->step, i, &b);
-        if (s == BX_OK) s = m->ops->predict_step(m->self, tr->step, &b, i);
-        if (s == BX_OK && bx_step_status(tr->step) != BX_OK)
-            s = bx__error(bx_step_status(tr->step), "predict_step: %s", bx_step_errmsg(tr->step));
-        if (s == BX_OK && sink && tr->step_output) {
-            bx_tensor *c = bx_tensor_clone(tr->step_output);
-            s = c ? sink(ud, i, c) : BX_ERR_NOMEM;
-        }
-        bx_no_grad_pop(tr->step);
-    }
+    bx_status s = predict_inner(tr, m, data, ckpt_path, sink, ud);
     bx_step_reset(tr->step);
     if (s != BX_OK) return run_failed(tr, "predict", s);
+    tr->status_text = "finished";
     return BX_OK;
 }

@@ -128,17 +128,21 @@ static bx_status r_tbs(void *self, bx_trainer *tr, const bx_batch *b, int64_t i)
     rec *r = self;
     r->cur_batch = i;
     add(r, "batch_start");
-    r->alloc_before = bx_alloc_count();
+    /* allocations from one batch start to the next (step, logging, dicts,
+     * epoch end), once every key exists (from the second epoch on) */
+    uint64_t now = bx_alloc_count();
+    if (r->nbatches > 6) {
+        int64_t d = (int64_t)(now - r->alloc_before);
+        if (d > r->alloc_delta_max) r->alloc_delta_max = d;
+    }
+    r->alloc_before = now;
     return BX_OK;
 }
 static bx_status r_tbe(void *self, bx_trainer *tr, const bx_step_output *o, const bx_batch *b, int64_t i) {
     (void)tr; (void)o; (void)b; (void)i;
     rec *r = self;
     add(r, "batch_end");
-    if (++r->nbatches > 3) {
-        int64_t d = (int64_t)(bx_alloc_count() - r->alloc_before);
-        if (d > r->alloc_delta_max) r->alloc_delta_max = d;
-    }
+    r->nbatches++;
     return BX_OK;
 }
 static bx_status r_vbs(void *self, bx_trainer *tr, const bx_batch *b, int64_t i, int d) {
@@ -327,6 +331,7 @@ static void test_steady_state_alloc(void) {
     o.num_sanity_val_steps = 0;
     o.limit_val_batches = (bx_limit){0, true};
     run_setup(&x, &o, 10, 2);
+    x.m.log_epoch = true; /* self.log on every step: dict updates must not allocate either */
     CHECK_OK(run_fit(&x, NULL));
     CHECK_EQ_INT(x.r.alloc_delta_max, 0);
     run_free(&x);
@@ -672,6 +677,84 @@ static void test_resume_mid_epoch(void) {
     unlink(path);
 }
 
+static const bx_callback_ops A_OPS = {.name = "A"};
+static const bx_callback_ops PB_OPS = {.name = "MyProgressBar"};
+
+static void test_callback_list(void) {
+    bx_model_checkpoint_opts mo = BX_MODEL_CHECKPOINT_OPTS_INIT;
+    mo.monitor = "x";
+    bx_callback *cbs[3] = {bx_model_checkpoint_new(&mo), bx_callback_new(&A_OPS, NULL), bx_callback_new(&A_OPS, NULL)};
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.callbacks = cbs;
+    o.num_callbacks = 3;
+    o.logger_default = false;
+    bx_trainer *tr = bx_trainer_new(&o); /* + default progress bar, no default checkpoint */
+    CHECK(tr != NULL);
+    CHECK_EQ_INT(bx_trainer_num_callbacks(tr), 4);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 0)), "A") == 0);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 2)), "ProgressBar") == 0);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 3)), "ModelCheckpoint") == 0);
+    bx_trainer_free(tr);
+
+    bx_callback *c2[2] = {bx_callback_new(&PB_OPS, NULL), bx_callback_new(&A_OPS, NULL)};
+    bx_trainer_opts o2 = BX_TRAINER_OPTS_INIT;
+    o2.callbacks = c2;
+    o2.num_callbacks = 2;
+    o2.logger_default = false;
+    tr = bx_trainer_new(&o2); /* user bar kept, default checkpoint appended last */
+    CHECK_EQ_INT(bx_trainer_num_callbacks(tr), 3);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 0)), "MyProgressBar") == 0);
+    CHECK(strcmp(bx_callback_name(bx_trainer_callback(tr, 2)), "ModelCheckpoint") == 0);
+    bx_trainer_free(tr);
+
+    bx_callback *c3[1] = {bx_callback_new(&PB_OPS, NULL)};
+    bx_trainer_opts o3 = BX_TRAINER_OPTS_INIT;
+    o3.callbacks = c3;
+    o3.num_callbacks = 1;
+    o3.enable_progress_bar = false;
+    o3.logger_default = false;
+    CHECK(bx_trainer_new(&o3) == NULL);
+    CHECK(strstr(bx_errmsg(), "enable_progress_bar") != NULL);
+}
+
+static bx_status tm_predict(void *self, bx_step *st, const bx_batch *b, int64_t i) {
+    (void)i;
+    tmodel *m = self;
+    return bx_step_set_output(st, bx_module_forward(m->lin, st, b->x));
+}
+typedef struct sinkrec {
+    int n;
+    int64_t rows;
+} sinkrec;
+static bx_status sink_fn(void *ud, int64_t i, const bx_tensor *pred) {
+    (void)i;
+    sinkrec *r = ud;
+    r->n++;
+    r->rows += pred->shape[0];
+    bx_tensor_free((bx_tensor *)pred);
+    return BX_OK;
+}
+
+static void test_predict_and_test(void) {
+    run x;
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    run_setup(&x, &o, 5, 4);
+    bx_model_ops ops = TM_OPS;
+    ops.predict_step = tm_predict;
+    ops.test_step = tm_val;
+    bx_model model = {&ops, &x.m};
+    sinkrec r = {0, 0};
+    CHECK_OK(bx_trainer_predict(x.tr, &model, x.ltr, NULL, sink_fn, &r));
+    CHECK_EQ_INT(r.n, 3);
+    CHECK_EQ_INT(r.rows, 5);
+    CHECK_EQ_INT(bx_trainer_num_predict_batches(x.tr), 3);
+    CHECK_OK(bx_trainer_test(x.tr, &model, x.lva, NULL));
+    CHECK_EQ_INT(bx_trainer_num_test_batches(x.tr), 2);
+    double v;
+    CHECK_OK(bx_trainer_metric(x.tr, "val_loss", &v));
+    run_free(&x);
+}
+
 int main(void) {
     test_hook_order();
     test_accumulation();
@@ -686,5 +769,7 @@ int main(void) {
     test_exception();
     test_validate_and_schedulers();
     test_resume_mid_epoch();
+    test_callback_list();
+    test_predict_and_test();
     return tu_finish("train/trainer");
 }

@@ -62,5 +62,8 @@ extern const gkind golden_kinds_conv[];        /* kinds_conv.c: conv2d, pools, b
 extern const gkind golden_kinds_optim[];       /* kinds_optim.c: sgd, adam, adamw, rmsprop */
 extern const gkind golden_kinds_sched[];       /* kinds_sched.c: every LR scheduler */
 extern const gkind golden_kinds_e2e[];         /* kinds_e2e.c: e2e_mlp, e2e_cnn */
+extern const gkind golden_kinds_swa[];         /* kinds_swa.c: averaged_model */
+extern const gkind golden_kinds_prune[];       /* kinds_prune.c: prune_* */
+extern const gkind golden_kinds_qat[];         /* kinds_qat.c: fake_quantize, fused_fake_quantize, qat_convert */
 
 #endif

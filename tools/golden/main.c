@@ -43,6 +43,9 @@ GOLDEN_WEAK_TABLE(golden_kinds_conv);
 GOLDEN_WEAK_TABLE(golden_kinds_optim);
 GOLDEN_WEAK_TABLE(golden_kinds_sched);
 GOLDEN_WEAK_TABLE(golden_kinds_e2e);
+GOLDEN_WEAK_TABLE(golden_kinds_swa);
+GOLDEN_WEAK_TABLE(golden_kinds_prune);
+GOLDEN_WEAK_TABLE(golden_kinds_qat);
 
 struct gcase {
     const char *name;
@@ -277,7 +280,8 @@ static const gkind golden_kinds_builtin[] = {{"runner_selftest", kind_runner_sel
 
 static gkind_fn find_kind(const char *kind) {
     const gkind *tables[] = {golden_kinds_elementwise, golden_kinds_nn, golden_kinds_conv, golden_kinds_optim,
-                             golden_kinds_sched, golden_kinds_e2e, golden_kinds_builtin};
+                             golden_kinds_sched, golden_kinds_e2e, golden_kinds_swa, golden_kinds_prune,
+                             golden_kinds_qat, golden_kinds_builtin};
     for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
         for (const gkind *k = tables[t]; k && k->kind; k++)
             if (strcmp(k->kind, kind) == 0) return k->run;

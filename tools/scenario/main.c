@@ -354,7 +354,41 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         json_object_set_new(F, "logged_metrics", metrics_json(tr, BX_LOGGED_METRICS));
         json_object_set_new(F, "progress_bar_metrics", metrics_json(tr, BX_PROGRESS_BAR_METRICS));
         json_object_set_new(P, "final", F);
-        json_object_set_new(P, "early_stopping", json_array());
+        json_t *ess = json_array();
+        size_t esi = 0;
+        for (int i = 0; i < bx_trainer_num_callbacks(tr); i++) {
+            bx_callback *cb = bx_trainer_callback(tr, i);
+            if (strcmp(bx_callback_name(cb), "EarlyStopping") || !bx_callback_get_ops(cb)->state_dict) continue;
+            char key[512];
+            bx_callback_state_key(cb, key, sizeof key);
+            bx_state *st = bx_state_dict();
+            bx_callback_get_ops(cb)->state_dict(bx_callback_self(cb), tr, st);
+            json_t *sj = sc_state_json(st), *e = json_object();
+            bx_state_free(st);
+            json_object_set_new(e, "state_key", json_string(key));
+            const char *ks[] = {"wait_count", "stopped_epoch", "best_score", "patience"};
+            for (int k = 0; k < 4; k++) json_object_set(e, ks[k], json_object_get(sj, ks[k]));
+            /* the resolved check_on_train_epoch_end: the argument, else 1.9.5's default */
+            json_t *args = NULL, *cj2;
+            size_t ci2, seen = 0;
+            json_array_foreach(C, ci2, cj2) {
+                const char *ty = json_string_value(json_object_get(cj2, "type"));
+                if (ty && !strcmp(ty, "EarlyStopping") && seen++ == esi) args = json_object_get(cj2, "args");
+            }
+            json_t *cote = args ? json_object_get(args, "check_on_train_epoch_end") : NULL;
+            if (json_object_get(sj, "check_on_train_epoch_end")) cote = json_object_get(sj, "check_on_train_epoch_end");
+            if (cote && !json_is_null(cote)) {
+                json_object_set(e, "check_on_train_epoch_end", cote);
+            } else {
+                json_t *vci = json_object_get(T, "val_check_interval"), *cve = json_object_get(T, "check_val_every_n_epoch");
+                bool d = (!vci || json_number_value(vci) == 1.0) && (!cve || (json_is_integer(cve) && json_integer_value(cve) == 1));
+                json_object_set_new(e, "check_on_train_epoch_end", json_boolean(d));
+            }
+            json_array_append_new(ess, e);
+            json_decref(sj);
+            esi++;
+        }
+        json_object_set_new(P, "early_stopping", ess);
         json_object_set_new(P, "model_checkpoints", mcs);
         sc_cb_misc_trace(&ph, tr, P);
         json_object_set_new(P, "counters", ph.counters);

@@ -7,6 +7,7 @@
 #include <blixt/sched.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- helpers --------------------------------------------------------------------- */
@@ -869,8 +870,9 @@ static void pb_record(pbrec *p, bx_trainer *tr, const char *hook, int64_t batch_
     json_object_set_new(m, "loss", json_string(buf));
     if (bx_trainer_num_loggers(tr) > 0) {
         const char *v = bx_logger_version(bx_trainer_logger(tr, 0));
-        long long k;
-        if (v && sscanf(v, "version_%lld", &k) == 1) json_object_set_new(m, "v_num", json_integer(k));
+        /* an automatic version is an int in Lightning; a text one shows its last 4 chars */
+        bool digits = v && *v && strspn(v, "0123456789") == strlen(v);
+        if (digits) json_object_set_new(m, "v_num", json_integer(atoll(v)));
         else if (v) json_object_set_new(m, "v_num", json_string(strlen(v) > 4 ? v + strlen(v) - 4 : v));
     }
     for (int i = 0; i < bx_trainer_metrics_count(tr, BX_PROGRESS_BAR_METRICS); i++)
