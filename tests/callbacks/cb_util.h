@@ -139,7 +139,7 @@ static bx_status cu_val(void *self, bx_step *st, const bx_batch *b, int64_t i) {
 }
 
 static const bx_model_ops CU_OPS = {.name = "CbTiny", .module = cu_module, .configure_optimizers = cu_opt,
-                                    .training_step = cu_train, .validation_step = cu_val};
+                                    .training_step = cu_train, .validation_step = cu_val, .test_step = cu_val};
 
 static inline void cu_model_init(cu_model *m) {
     memset(m, 0, sizeof *m);

@@ -238,8 +238,50 @@ static void test_base_api(void) {
     bx_module_free(m.lin);
 }
 
+/* test (5 batches, refresh 3) -> [3, 2] */
+static void test_testing_bar(void) {
+    FILE *f = tmpfile();
+    bx_progress_bar_opts po = BX_PROGRESS_BAR_OPTS_INIT;
+    po.refresh_rate = 3;
+    po.stream = f;
+    po.tty = 1;
+    cu_model m;
+    cu_model_init(&m);
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.enable_progress_bar = true;
+    o.enable_checkpointing = false;
+    o.logger_default = false;
+    bx_callback *cb = bx_progress_bar_new_ex(&po);
+    o.callbacks = &cb;
+    o.num_callbacks = 1;
+    bx_trainer *tr = bx_trainer_new(&o);
+    bx_dataset *d = cu_dataset(10);
+    bx_loader_opts lo = BX_LOADER_OPTS_INIT;
+    lo.batch_size = 2;
+    bx_loader *l = bx_loader_new(d, &lo);
+    bx_model model = {&CU_OPS, &m};
+    CHECK_OK(bx_trainer_test(tr, &model, l, NULL));
+    long len = ftell(f);
+    char *buf = calloc(1, (size_t)len + 1);
+    rewind(f);
+    size_t got = fread(buf, 1, (size_t)len, f);
+    buf[got] = '\0';
+    deltas dt;
+    bar_deltas(buf, "Testing", &dt);
+    int64_t expect[2] = {3, 2};
+    if (!same(&dt, expect, 2)) print_deltas("test", &dt);
+    CHECK(same(&dt, expect, 2));
+    free(buf);
+    fclose(f);
+    bx_trainer_free(tr);
+    bx_loader_free(l);
+    bx_dataset_free(d);
+    bx_module_free(m.lin);
+}
+
 int main(void) {
     test_update_rule_pins();
+    test_testing_bar();
     test_tty_and_plain();
     test_base_api();
     return tu_finish("test_progress_bar");
