@@ -34,7 +34,6 @@ bx_status sc_build_model(sc_phase *ph, const bx_model_ops **ops);
 bx_status sc_build_data(sc_phase *ph, bx_dataset **train, bx_dataset **val);
 bx_callback *sc_recorder_new(sc_phase *ph);
 bx_callback *sc_counter_new(sc_phase *ph, const char *key);
-bx_callback *sc_progress_recorder_new(sc_phase *ph);
 void sc_event(sc_phase *ph, const char *src, const char *hook, bx_trainer *tr, int64_t batch_idx,
               const char *stage);
 json_t *sc_tensor_json(const bx_tensor *t);
