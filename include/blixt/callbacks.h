@@ -83,7 +83,9 @@ bool bx_grad_accum_scheduler_accumulates(const bx_callback *cb);
 /* New LambdaCallback ("LambdaCallback"): every non-NULL member of `hooks`
  * (any hook of callback.h, including state_dict/load_state_dict and
  * destroy) is called with `ud` as its self argument. The table is copied;
- * `name` and `state_key` of `hooks` are ignored. ud is borrowed unless
+ * `name` and `state_key` of `hooks` are ignored. Only the given hooks are
+ * registered, so without state_dict the callback is stateless (several
+ * LambdaCallbacks fit in one Trainer). ud is borrowed unless
  * hooks->destroy is set (then destroy(ud) runs when the callback is freed).
  * NULL on NOMEM. */
 bx_callback *bx_lambda_callback_new(const bx_callback_ops *hooks, void *ud);

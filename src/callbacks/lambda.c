@@ -9,7 +9,9 @@
 #include <string.h>
 
 typedef struct lam {
-    bx_callback_ops h; /* the user's table (copied) */
+    bx_callback_ops h;   /* the user's table (copied) */
+    bx_callback_ops ops; /* the registered table: trampolines for the user's hooks only,
+                          * so e.g. a LambdaCallback without state_dict is stateless */
     void *ud;
 } lam;
 
@@ -266,5 +268,45 @@ bx_callback *bx_lambda_callback_new(const bx_callback_ops *hooks, void *ud) {
     }
     if (hooks) l->h = *hooks;
     l->ud = ud;
-    return bx_callback_new(&LAMBDA_OPS, l);
+    l->ops = LAMBDA_OPS;
+    if (!l->h.setup) l->ops.setup = NULL;
+    if (!l->h.teardown) l->ops.teardown = NULL;
+    if (!l->h.on_fit_start) l->ops.on_fit_start = NULL;
+    if (!l->h.on_fit_end) l->ops.on_fit_end = NULL;
+    if (!l->h.on_sanity_check_start) l->ops.on_sanity_check_start = NULL;
+    if (!l->h.on_sanity_check_end) l->ops.on_sanity_check_end = NULL;
+    if (!l->h.on_train_start) l->ops.on_train_start = NULL;
+    if (!l->h.on_train_end) l->ops.on_train_end = NULL;
+    if (!l->h.on_train_epoch_start) l->ops.on_train_epoch_start = NULL;
+    if (!l->h.on_train_epoch_end) l->ops.on_train_epoch_end = NULL;
+    if (!l->h.on_train_batch_start) l->ops.on_train_batch_start = NULL;
+    if (!l->h.on_train_batch_end) l->ops.on_train_batch_end = NULL;
+    if (!l->h.on_validation_start) l->ops.on_validation_start = NULL;
+    if (!l->h.on_validation_end) l->ops.on_validation_end = NULL;
+    if (!l->h.on_validation_epoch_start) l->ops.on_validation_epoch_start = NULL;
+    if (!l->h.on_validation_epoch_end) l->ops.on_validation_epoch_end = NULL;
+    if (!l->h.on_validation_batch_start) l->ops.on_validation_batch_start = NULL;
+    if (!l->h.on_validation_batch_end) l->ops.on_validation_batch_end = NULL;
+    if (!l->h.on_test_start) l->ops.on_test_start = NULL;
+    if (!l->h.on_test_end) l->ops.on_test_end = NULL;
+    if (!l->h.on_test_epoch_start) l->ops.on_test_epoch_start = NULL;
+    if (!l->h.on_test_epoch_end) l->ops.on_test_epoch_end = NULL;
+    if (!l->h.on_test_batch_start) l->ops.on_test_batch_start = NULL;
+    if (!l->h.on_test_batch_end) l->ops.on_test_batch_end = NULL;
+    if (!l->h.on_predict_start) l->ops.on_predict_start = NULL;
+    if (!l->h.on_predict_end) l->ops.on_predict_end = NULL;
+    if (!l->h.on_predict_epoch_start) l->ops.on_predict_epoch_start = NULL;
+    if (!l->h.on_predict_epoch_end) l->ops.on_predict_epoch_end = NULL;
+    if (!l->h.on_predict_batch_start) l->ops.on_predict_batch_start = NULL;
+    if (!l->h.on_predict_batch_end) l->ops.on_predict_batch_end = NULL;
+    if (!l->h.on_exception) l->ops.on_exception = NULL;
+    if (!l->h.on_before_backward) l->ops.on_before_backward = NULL;
+    if (!l->h.on_after_backward) l->ops.on_after_backward = NULL;
+    if (!l->h.on_before_optimizer_step) l->ops.on_before_optimizer_step = NULL;
+    if (!l->h.on_before_zero_grad) l->ops.on_before_zero_grad = NULL;
+    if (!l->h.state_dict) l->ops.state_dict = NULL;
+    if (!l->h.load_state_dict) l->ops.load_state_dict = NULL;
+    if (!l->h.on_save_checkpoint) l->ops.on_save_checkpoint = NULL;
+    if (!l->h.on_load_checkpoint) l->ops.on_load_checkpoint = NULL;
+    return bx_callback_new(&l->ops, l);
 }

@@ -59,6 +59,7 @@ typedef struct lrm {
     const char **rec_ptrs;
     double *rec_vals;
     int nrec, caprec;
+    struct names_ctx *names; /* reused name tables (see names_ctx) */
 } lrm;
 
 static const bx_callback_ops LRM_OPS;
@@ -158,7 +159,7 @@ static bx_status rec_add(lrm *m, const char *name, double v) {
 typedef struct named_opt {
     bx_optimizer *opt;
     int sched; /* scheduler config index, -1 for an optimizer without one */
-    int ngroups;
+    int ngroups, namecap;
     char (*names)[LRM_NAME];
 } named_opt;
 
@@ -167,6 +168,8 @@ typedef struct type_count {
     int count;
 } type_count;
 
+/* Reused from one logging to the next: after the first few calls, logging
+ * allocates nothing (the key histories grow by doubling). */
 typedef struct names_ctx {
     named_opt *v;
     int n, cap;
@@ -177,7 +180,7 @@ typedef struct names_ctx {
 } names_ctx;
 
 static void names_free(names_ctx *c) {
-    for (int i = 0; i < c->n; i++) bx__free(c->v[i].names);
+    for (int i = 0; i < c->cap; i++) bx__free(c->v[i].names);
     bx__free(c->v);
     bx__free(c->seen);
     bx__free(c->types);
@@ -220,8 +223,12 @@ static bx_status add_named(names_ctx *c, bx_optimizer *opt, const char *base, in
     no->opt = opt;
     no->sched = sched;
     no->ngroups = ng;
-    no->names = bx__calloc((size_t)(ng > 0 ? ng : 1) * sizeof *no->names);
-    if (!no->names) return BX_ERR_NOMEM;
+    if (no->namecap < ng) {
+        void *nn = bx__realloc(no->names, (size_t)ng * sizeof *no->names);
+        if (!nn) return BX_ERR_NOMEM;
+        no->names = nn;
+        no->namecap = ng;
+    }
     c->n++;
     for (int g = 0; g < ng; g++) {
         const char *gn = bx_optimizer_group_name(opt, g);
@@ -238,13 +245,22 @@ static bx_status add_named(names_ctx *c, bx_optimizer *opt, const char *base, in
 
 /* Names for every scheduler config, then for optimizers without one. */
 static bx_status find_names(const bx_trainer *tr, names_ctx *c) {
-    memset(c, 0, sizeof *c);
     int ns = bx_trainer_num_schedulers(tr), no = bx_trainer_num_optimizers(tr);
     int tot = ns + no + 1;
-    c->v = bx__calloc((size_t)tot * sizeof *c->v);
-    c->seen = bx__calloc((size_t)tot * sizeof *c->seen);
-    c->types = bx__calloc((size_t)tot * sizeof *c->types);
-    if (!c->v || !c->seen || !c->types) return BX_ERR_NOMEM;
+    if (tot > c->cap) {
+        named_opt *v = bx__realloc(c->v, (size_t)tot * sizeof *v);
+        if (!v) return BX_ERR_NOMEM;
+        memset(v + c->cap, 0, (size_t)(tot - c->cap) * sizeof *v);
+        c->v = v;
+        bx_optimizer **seen = bx__realloc(c->seen, (size_t)tot * sizeof *seen);
+        if (!seen) return BX_ERR_NOMEM;
+        c->seen = seen;
+        type_count *types = bx__realloc(c->types, (size_t)tot * sizeof *types);
+        if (!types) return BX_ERR_NOMEM;
+        c->types = types;
+        c->cap = tot;
+    }
+    c->n = c->nseen = c->ntypes = 0;
     bx_status s = BX_OK;
     for (int i = 0; i < ns && s == BX_OK; i++) {
         const bx_sched_config *sc = bx_trainer_scheduler(tr, i);
@@ -344,12 +360,12 @@ static bx_status opt_stat(lrm *m, bx_optimizer *opt, const named_opt *no) {
 /* Lightning's _extract_stats(trainer, interval): interval 1 "step", 2
  * "epoch", 0 "any". Logs the record when non-empty. */
 static bx_status extract_and_log(lrm *m, bx_trainer *tr, int interval) {
-    names_ctx c;
-    bx_status s = find_names(tr, &c);
+    names_ctx *c = m->names;
+    bx_status s = find_names(tr, c);
     m->nrec = 0;
-    if (s == BX_OK) s = remap_keys(m, &c);
-    for (int i = 0; i < c.n && s == BX_OK; i++) {
-        const named_opt *no = &c.v[i];
+    if (s == BX_OK) s = remap_keys(m, c);
+    for (int i = 0; i < c->n && s == BX_OK; i++) {
+        const named_opt *no = &c->v[i];
         if (no->sched >= 0) {
             const bx_sched_config *sc = bx_trainer_scheduler(tr, no->sched);
             int ci = sc->interval == BX_INTERVAL_STEP ? 1 : 2;
@@ -357,7 +373,6 @@ static bx_status extract_and_log(lrm *m, bx_trainer *tr, int interval) {
         }
         s = opt_stat(m, no->opt, no);
     }
-    names_free(&c);
     if (s != BX_OK || m->nrec == 0) return s;
     for (int i = 0; i < m->nrec; i++) m->rec_ptrs[i] = m->rec_names[i];
     return bx_trainer_log_metrics_direct(tr, m->rec_ptrs, m->rec_vals, m->nrec, bx_trainer_batches_that_stepped(tr));
@@ -388,17 +403,16 @@ static bx_status lrm_train_start(void *self, bx_trainer *tr) {
             bx_logf(BX_LOG_WARNING, "You have set log_momentum=True, but some optimizers do not have momentum. "
                                  "This will log a value 0 for the momentum.");
     }
-    names_ctx c;
-    bx_status s = find_names(tr, &c);
+    names_ctx *c = m->names;
+    bx_status s = find_names(tr, c);
     clear_all(m);
-    for (int i = 0; i < c.n && s == BX_OK; i++)
-        for (int g = 0; g < c.v[i].ngroups && s == BX_OK; g++) {
+    for (int i = 0; i < c->n && s == BX_OK; i++)
+        for (int g = 0; g < c->v[i].ngroups && s == BX_OK; g++) {
             char mn[LRM_NAME + 16];
-            snprintf(mn, sizeof mn, "%s-momentum", c.v[i].names[g]);
-            if (key_find(m, c.v[i].names[g]) < 0) s = key_add(m, c.v[i].names[g]);
+            snprintf(mn, sizeof mn, "%s-momentum", c->v[i].names[g]);
+            if (key_find(m, c->v[i].names[g]) < 0) s = key_add(m, c->v[i].names[g]);
             if (s == BX_OK) s = mom_set(m, mn, false, 0.0);
         }
-    names_free(&c);
     return s;
 }
 
@@ -426,6 +440,8 @@ static void lrm_destroy(void *self) {
     bx__free(m->rec_names);
     bx__free(m->rec_ptrs);
     bx__free(m->rec_vals);
+    if (m->names) names_free(m->names);
+    bx__free(m->names);
     bx__free(m);
 }
 
@@ -452,6 +468,10 @@ bx_callback *bx_lr_monitor_new(const bx_lr_monitor_opts *o) {
     }
     lrm *m = bx__calloc(sizeof *m);
     if (!m) return NULL;
+    if (!(m->names = bx__calloc(sizeof *m->names))) {
+        bx__free(m);
+        return NULL;
+    }
     m->interval = interval;
     m->log_momentum = o->log_momentum;
     return bx_callback_new(&LRM_OPS, m);

@@ -115,10 +115,23 @@ int main(void) {
     CHECK(strstr(c3.log, "state_dict") != NULL);
     bx_state_free(sd);
     bx_callback_free(cb3);
-    /* empty table: all no-ops */
+    /* empty table: no hooks registered (NULL = no-op), stateless */
     bx_callback *e = bx_lambda_callback_new(NULL, NULL);
-    CHECK_OK(bx_callback_get_ops(e)->on_fit_start(bx_callback_self(e), NULL));
+    CHECK(bx_callback_get_ops(e)->on_fit_start == NULL);
+    CHECK(bx_callback_get_ops(e)->state_dict == NULL);
+    CHECK(bx_callback_get_ops(e)->destroy != NULL);
     bx_callback_free(e);
+    /* two LambdaCallbacks in one Trainer (no state -> no state-key clash) */
+    calls c4;
+    memset(&c4, 0, sizeof c4);
+    bx_trainer_opts o4 = BX_TRAINER_OPTS_INIT;
+    o4.max_epochs = 1;
+    o4.enable_progress_bar = false;
+    o4.num_sanity_val_steps = 0;
+    bx_callback_ops h4 = {.on_fit_start = l_fit_start};
+    bx_callback *cbs4[2] = {bx_lambda_callback_new(&h4, &c4), bx_lambda_callback_new(&h4, &c4)};
+    CHECK_OK(cu_fit(&m, &o4, cbs4, 2, NULL, 4, 2, NULL));
+    CHECK(!strcmp(c4.log, "fit_start fit_start "));
     bx_module_free(m.lin);
     return tu_finish("test_lambda");
 }

@@ -257,7 +257,52 @@ static void test_rename_on_new_group(void) {
     free(lg);
 }
 
+/* Logging allocates nothing in steady state (only the histories grow, by
+ * doubling): allocations between a callback before and one after the LRM. */
+typedef struct allocs {
+    uint64_t before;
+    int64_t batches, total;
+} allocs;
+static bx_status a_before(void *ud, bx_trainer *tr, const bx_batch *b, int64_t i) {
+    (void)tr;
+    (void)b;
+    (void)i;
+    ((allocs *)ud)->before = bx_alloc_count();
+    return BX_OK;
+}
+static bx_status a_after(void *ud, bx_trainer *tr, const bx_batch *b, int64_t i) {
+    (void)tr;
+    (void)b;
+    (void)i;
+    allocs *a = ud;
+    if (a->batches++ >= 4) a->total += (int64_t)(bx_alloc_count() - a->before);
+    return BX_OK;
+}
+
+static void test_steady_state_allocs(void) {
+    cu_model m;
+    cu_model_init(&m);
+    m.sched = 1;
+    m.sched_interval = BX_INTERVAL_STEP;
+    allocs a;
+    memset(&a, 0, sizeof a);
+    bx_callback_ops hb = {.on_train_batch_start = a_before}, ha = {.on_train_batch_start = a_after};
+    cu_logger *lg = calloc(1, sizeof *lg);
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.max_epochs = 1;
+    o.log_every_n_steps = 1;
+    o.num_sanity_val_steps = 0;
+    o.enable_progress_bar = false;
+    bx_callback *cbs[3] = {bx_lambda_callback_new(&hb, &a), lrm(NULL, true), bx_lambda_callback_new(&ha, &a)};
+    CHECK_OK(cu_fit(&m, &o, cbs, 3, lg, 80, 2, NULL));
+    CHECK_EQ_INT(a.batches, 40);
+    CHECK(a.total <= 2); /* history regrowth at 17 and 33 values */
+    free(lg);
+    bx_module_free(m.lin);
+}
+
 int main(void) {
+    test_steady_state_allocs();
     test_no_scheduler_sgd_momentum();
     test_names();
     test_cadence();
