@@ -88,7 +88,10 @@ typedef struct bx_model {
  * lr_scheduler_step REPLACE the default action when set: call
  * bx_optimizer_zero_grad, bx_backward(bx_trainer_current_step(tr), loss),
  * bx_trainer_clip_gradients, bx_scheduler_step yourself. configure_callbacks
- * adds callbacks with bx_trainer_attach_callback. */
+ * adds callbacks with bx_trainer_attach_callback. With several optimizers,
+ * training_step runs once per batch and every optimizer is zeroed and
+ * stepped in order (each step counts in global_step; Lightning 1.9.5 would
+ * call training_step once per optimizer with optimizer_idx). */
 
 /* ---- inside a step ----------------------------------------------------------- */
 /* The training loss of this batch (a scalar step tensor). */

@@ -4,6 +4,7 @@
  * Per batch i (N = accumulate_grad_batches):
  *   on_train_batch_start -> [boundary: model optimizer_step notification]
  *   -> training_step -> [i % N == 0: on_before_zero_grad, optimizer_zero_grad]
+ *      (zero_grad and step run for every configured optimizer in order)
  *   -> on_before_backward -> backward(loss / N) -> on_after_backward
  *   -> [boundary: on_before_optimizer_step, clipping, optimizer.step,
  *       global_step += 1] -> step schedulers -> [last batch: epoch schedulers]
@@ -165,7 +166,7 @@ static void running_loss_push(bx_trainer *tr, double v) {
     if (tr->loss_n < 20) tr->loss_n++;
 }
 
-static bx_status run_closure(bx_trainer *tr, bx_optimizer *opt, const bx_batch *b, int64_t i, double *loss_out) {
+static bx_status run_closure(bx_trainer *tr, const bx_batch *b, int64_t i, double *loss_out) {
     const bx_model *m = tr->model;
     bx_step *st = tr->step;
     tr->step_loss = NULL;
@@ -181,10 +182,11 @@ static bx_status run_closure(bx_trainer *tr, bx_optimizer *opt, const bx_batch *
     bx_tensor *loss = tr->step_loss;
     if (!loss) return BX_OK; /* no loss: no backward, no step */
     *loss_out = bx_get(loss, 0);
-    if (i % tr->accumulate == 0) {
+    for (int k = 0; i % tr->accumulate == 0 && k < tr->ocfg.nopt; k++) {
+        bx_optimizer *opt = tr->ocfg.opts[k];
         BX__CALL_HOOK(tr, on_before_zero_grad, tr, opt);
         if (m->ops->optimizer_zero_grad)
-            BX__CALL_MODEL_OP(tr, optimizer_zero_grad, tr, opt, 0, i);
+            BX__CALL_MODEL_OP(tr, optimizer_zero_grad, tr, opt, k, i);
         else
             bx_optimizer_zero_grad(opt);
     }
@@ -204,7 +206,6 @@ static bx_status run_closure(bx_trainer *tr, bx_optimizer *opt, const bx_batch *
 
 static bx_status train_batch(bx_trainer *tr, int64_t i, int64_t loader_len) {
     const bx_model *m = tr->model;
-    bx_optimizer *opt = tr->ocfg.opts[0];
     bx_batch b;
     tr->batch_idx = i;
     tr->batches_ready++;
@@ -216,13 +217,17 @@ static bx_status train_batch(bx_trainer *tr, int64_t i, int64_t loader_len) {
     tr->cur_batch_size = (double)b.size;
     BX__CALL_HOOK(tr, on_train_batch_start, tr, &b, i);
     bool boundary = !should_accumulate(tr);
-    if (boundary) BX__CALL_MODEL_OP(tr, optimizer_step, tr, opt, 0, i);
+    if (boundary)
+        for (int k = 0; k < tr->ocfg.nopt; k++) BX__CALL_MODEL_OP(tr, optimizer_step, tr, tr->ocfg.opts[k], k, i);
     double loss = NAN;
-    BX__TRY(run_closure(tr, opt, &b, i, &loss));
-    if (boundary && !isnan(loss)) {
-        BX__CALL_HOOK(tr, on_before_optimizer_step, tr, opt, 0);
+    BX__TRY(run_closure(tr, &b, i, &loss));
+    /* every optimizer steps at the boundary (one training_step per batch; each
+     * step counts in global_step, as 1.9.5 counts optimizer steps) */
+    for (int k = 0; boundary && !isnan(loss) && k < tr->ocfg.nopt; k++) {
+        bx_optimizer *opt = tr->ocfg.opts[k];
+        BX__CALL_HOOK(tr, on_before_optimizer_step, tr, opt, k);
         if (m->ops->configure_gradient_clipping)
-            BX__CALL_MODEL_OP(tr, configure_gradient_clipping, tr, opt, 0);
+            BX__CALL_MODEL_OP(tr, configure_gradient_clipping, tr, opt, k);
         else
             BX__TRY(bx_trainer_clip_gradients(tr, opt, tr->o.gradient_clip_val, tr->o.gradient_clip_algorithm));
         s = bx_optimizer_step(opt);

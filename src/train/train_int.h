@@ -72,7 +72,8 @@ struct bx_trainer {
     bool fast_dev_run_on;
 
     /* run */
-    const bx_model *model;
+    const bx_model *model;    /* &model_store during and after a run */
+    bx_model model_store;
     bx_module *module;
     bx_stage stage;
     const char *status_text; /* "initializing", "running", "finished", "interrupted" */

@@ -449,7 +449,8 @@ bx_status bx_trainer_fit(bx_trainer *tr, const bx_model *m, bx_loader *train, bx
     if (!m->ops->configure_optimizers)
         return bx__error(BX_ERR_INVALID, "fit: model '%s' has no configure_optimizers", mn);
     if (!train) return bx__error(BX_ERR_INVALID, "fit: no train loader");
-    tr->model = m;
+    tr->model_store = *m; /* the caller's bx_model may be a temporary */
+    tr->model = &tr->model_store;
     tr->train_loader = train;
     tr->val_loader = val;
     tr->val_loaded = false;
@@ -516,7 +517,8 @@ static bx_status eval_public(bx_trainer *tr, const bx_model *m, bx_loader *ld, c
     if (test ? !m->ops->test_step : !m->ops->validation_step)
         return bx__error(BX_ERR_INVALID, "%s: model '%s' has no %s", what, m->ops->name ? m->ops->name : "?",
                          test ? "test_step" : "validation_step");
-    tr->model = m;
+    tr->model_store = *m; /* the caller's bx_model may be a temporary */
+    tr->model = &tr->model_store;
     tr->stage = test ? BX_STAGE_TEST : BX_STAGE_VALIDATE;
     tr->status_text = "running";
     tr->err_hook[0] = '\0';
@@ -587,7 +589,8 @@ bx_status bx_trainer_predict(bx_trainer *tr, const bx_model *m, bx_loader *data,
                              bx_predict_sink sink, void *ud) {
     if (!tr || !m || !m->ops || !m->ops->module || !m->ops->predict_step || !data)
         return bx__error(BX_ERR_INVALID, "predict: NULL trainer/loader or model without predict_step");
-    tr->model = m;
+    tr->model_store = *m; /* the caller's bx_model may be a temporary */
+    tr->model = &tr->model_store;
     tr->stage = BX_STAGE_PREDICT;
     tr->status_text = "running";
     tr->err_hook[0] = '\0';
