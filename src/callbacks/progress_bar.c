@@ -107,14 +107,11 @@ bx_state *bx_progress_bar_get_metrics(const bx_trainer *tr) {
         }
     }
     /* {**standard_metrics, **progress_bar_metrics}: a logged "loss"/"v_num"
-     * keeps its place and wins, with Lightning's warning */
-    for (int i = 0; s == BX_OK && i < bx_trainer_metrics_count(tr, BX_PROGRESS_BAR_METRICS); i++) {
-        const char *name = bx_trainer_metric_name(tr, BX_PROGRESS_BAR_METRICS, i);
-        if (bx_state_get(d, name))
-            bx_logf(BX_LOG_WARNING, "The progress bar already tracks a metric with the name(s) '%s' and "
-                                    "`self.log('%s', ..., prog_bar=True)` will overwrite this value.", name, name);
-        s = bx_state_set_float(d, name, bx_trainer_metric_value(tr, BX_PROGRESS_BAR_METRICS, i));
-    }
+     * keeps its place and wins (Lightning also warns; not repeated here at
+     * every refresh) */
+    for (int i = 0; s == BX_OK && i < bx_trainer_metrics_count(tr, BX_PROGRESS_BAR_METRICS); i++)
+        s = bx_state_set_float(d, bx_trainer_metric_name(tr, BX_PROGRESS_BAR_METRICS, i),
+                               bx_trainer_metric_value(tr, BX_PROGRESS_BAR_METRICS, i));
     if (s != BX_OK) {
         bx_state_free(d);
         return NULL;
