@@ -237,6 +237,9 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
             if ((v = json_object_get(a, "every_n_train_steps"))) mo.every_n_train_steps = json_integer_value(v);
             if ((v = json_object_get(a, "save_on_train_epoch_end")) && !json_is_null(v)) mo.save_on_train_epoch_end = json_is_true(v);
             cb = bx_model_checkpoint_new(&mo);
+        } else if (sc_cb_finetune_handles(type)) { /* cb_finetune.c */
+            cb = sc_cb_finetune_new(type, a);
+            if (!cb) s = BX_ERR_INVALID;
         } else if (getenv("BLIXT_SCENARIO_SKIP_UNKNOWN")) {
             /* debugging aid: run without the callbacks this build lacks */
             fprintf(stderr, "blixt-scenario: skipping unavailable callback '%s'\n", type ? type : "?");

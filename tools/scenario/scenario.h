@@ -40,4 +40,9 @@ void sc_event(sc_phase *ph, const char *src, const char *hook, bx_trainer *tr, i
 json_t *sc_tensor_json(const bx_tensor *t);
 json_t *sc_state_json(const bx_state *s);
 
+/* cb_finetune.c: BackboneFinetuning from its scenario args (NULL + stderr
+ * on a construct error). */
+bool sc_cb_finetune_handles(const char *type);
+bx_callback *sc_cb_finetune_new(const char *type, json_t *args);
+
 #endif
