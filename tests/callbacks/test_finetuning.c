@@ -220,6 +220,8 @@ typedef struct fmodel {
     bx_module *root;
     double step_gamma; /* StepLR(step_size=1, gamma) when > 0 */
     double lr;
+    bool adam;       /* Adam instead of SGD */
+    bool all_params; /* the optimizer takes every parameter, frozen or not */
 } fmodel;
 
 static bx_module *fm_module(void *self) { return ((fmodel *)self)->root; }
@@ -229,12 +231,14 @@ static bx_status fm_opt(void *self, bx_trainer *tr, bx_optim_config *cfg) {
     fmodel *m = self;
     bx_sgd_opts o = BX_SGD_OPTS_INIT;
     o.lr = m->lr;
-    bx_optimizer *opt = bx_sgd_new(&o);
+    bx_adam_opts ao = BX_ADAM_OPTS_INIT;
+    ao.lr = m->lr;
+    bx_optimizer *opt = m->adam ? bx_adam_new(&ao) : bx_sgd_new(&o);
     bx_named_tensors *np = bx_module_named_parameters(m->root);
     bx_tensor *ps[16];
     int n = 0;
     for (int i = 0; i < np->n && n < 16; i++)
-        if (np->tensors[i]->requires_grad) ps[n++] = np->tensors[i];
+        if (np->tensors[i]->requires_grad || m->all_params) ps[n++] = np->tensors[i];
     bx_named_tensors_free(np);
     bx_status s = bx_optimizer_add_group(opt, ps, n, NULL);
     if (s == BX_OK && m->step_gamma > 0) {
@@ -337,7 +341,7 @@ static void test_backbone_schedule(void) {
     logcap cap = {0};
     bx_set_log_handler(cap_log, &cap);
     for (int align = 1; align >= 0; align--) {
-        fmodel m = {fm_build(true), 0.7, 0.1};
+        fmodel m = {fm_build(true), 0.7, 0.1, false, false};
         bx_backbone_finetuning_opts bo = BX_BACKBONE_FINETUNING_OPTS_INIT;
         bo.unfreeze_backbone_at_epoch = 3;
         bo.should_align = align;
@@ -362,17 +366,17 @@ static void test_backbone_schedule(void) {
 
 /* Resume after the unfreeze epoch: the group is back before the optimizer
  * state loads, and the schedule continues from previous_backbone_lr. */
-static void test_resume_after_unfreeze(void) {
+static void test_resume_after_unfreeze(bool adam) {
     logcap cap = {0};
     bx_set_log_handler(cap_log, &cap);
     char path[128];
     snprintf(path, sizeof path, "/tmp/blixt_test_finetuning_%d.ckpt", (int)getpid());
     bx_backbone_finetuning_opts bo = BX_BACKBONE_FINETUNING_OPTS_INIT;
     bo.unfreeze_backbone_at_epoch = 1;
-    fmodel full = {fm_build(true), 0.0, 0.1};
+    fmodel full = {fm_build(true), 0.0, 0.1, adam, false};
     lrrec rf;
     CHECK_OK(fit_once(&full, &bo, 4, &rf, NULL, NULL));
-    fmodel a = {fm_build(true), 0.0, 0.1};
+    fmodel a = {fm_build(true), 0.0, 0.1, adam, false};
     lrrec ra;
     CHECK_OK(fit_once(&a, &bo, 2, &ra, NULL, path));
     CHECK_EQ_INT(ra.n, 2);
@@ -403,7 +407,7 @@ static void test_resume_after_unfreeze(void) {
     }
     bx_state_free(ck);
 
-    fmodel b = {fm_build(true), 0.0, 0.1};
+    fmodel b = {fm_build(true), 0.0, 0.1, adam, false};
     lrrec rb;
     CHECK_OK(fit_once(&b, &bo, 4, &rb, path, NULL));
     CHECK_EQ_INT(rb.n, 2);
@@ -417,6 +421,12 @@ static void test_resume_after_unfreeze(void) {
     }
     CHECK_NEAR(rb.backbone[1], 0.04, 1e-15);
     CHECK_EQ_INT(cap.warnings, 2); /* backbone BatchNorm already in group 0, once per unfreezing run */
+
+    /* an optimizer whose first group is not the recorded one: clear error */
+    fmodel c = {fm_build(true), 0.0, 0.1, adam, true};
+    CHECK_ERR(fit_once(&c, &bo, 4, &rb, path, NULL), BX_ERR_INVALID,
+              "optimizer 0 param group 0 from configure_optimizers differs from the checkpoint's");
+    bx_module_free(c.root);
     bx_set_log_handler(NULL, NULL);
     unlink(path);
     bx_module_free(full.root);
@@ -425,7 +435,7 @@ static void test_resume_after_unfreeze(void) {
 }
 
 static void test_backbone_errors(void) {
-    fmodel m = {fm_build(false), 0.0, 0.1};
+    fmodel m = {fm_build(false), 0.0, 0.1, false, false};
     bx_backbone_finetuning_opts bo = BX_BACKBONE_FINETUNING_OPTS_INIT;
     lrrec r;
     CHECK_ERR(fit_once(&m, &bo, 1, &r, NULL, NULL), BX_ERR_NOT_FOUND, "should have a module `backbone`");
@@ -461,7 +471,7 @@ static double halves(void *ud, int64_t epoch) {
 static void test_backbone_options(void) {
     logcap cap = {0};
     bx_set_log_handler(cap_log, &cap);
-    fmodel m = {fm_build(true), 0.0, 0.1};
+    fmodel m = {fm_build(true), 0.0, 0.1, false, false};
     bx_backbone_finetuning_opts bo = BX_BACKBONE_FINETUNING_OPTS_INIT;
     int calls = 0;
     bo.unfreeze_backbone_at_epoch = 1;
@@ -508,7 +518,7 @@ static const bx_finetuning_ops MINE = {.name = "HeadLater", .freeze_before_train
                                        .finetune_function = mine_finetune, .state_dict = mine_state};
 
 static void test_user_callback(void) {
-    fmodel m = {fm_build(true), 0.0, 0.2};
+    fmodel m = {fm_build(true), 0.0, 0.2, false, false};
     mine u = {0};
     lrrec r = {0};
     r.root = m.root;
@@ -553,7 +563,8 @@ int main(void) {
     test_flatten_and_filter();
     test_frozen_batchnorm();
     test_backbone_schedule();
-    test_resume_after_unfreeze();
+    test_resume_after_unfreeze(false);
+    test_resume_after_unfreeze(true);
     test_backbone_errors();
     test_backbone_options();
     test_user_callback();
