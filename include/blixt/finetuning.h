@@ -139,8 +139,11 @@ typedef struct bx_backbone_finetuning_opts {
     bool verbose;                       /* false: "Current lr: ..., Backbone lr: ..." info lines */
     int rounding;                       /* 12: decimals in those lines */
     const char *backbone;               /* "backbone": dotted path of the backbone submodule */
+    bool unfreeze_on_resume;            /* false (1.9.5): a run resumed after the unfreeze epoch keeps
+                                           the backbone frozen (in the optimizer, requires_grad false);
+                                           true: make it trainable again at on_fit_start */
 } bx_backbone_finetuning_opts;
-#define BX_BACKBONE_FINETUNING_OPTS_INIT {10, NULL, NULL, 0.1, NAN, true, 10.0, true, false, 12, "backbone"}
+#define BX_BACKBONE_FINETUNING_OPTS_INIT {10, NULL, NULL, 0.1, NAN, true, 10.0, true, false, 12, "backbone", false}
 
 /* New BackboneFinetuning ("BackboneFinetuning", state key the same):
  * freezes the submodule `backbone` of the model (BatchNorm stays trainable)

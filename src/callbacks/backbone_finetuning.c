@@ -24,6 +24,7 @@ typedef struct bbf {
     bx_backbone_finetuning_opts o;
     char *backbone;              /* owned copy of o.backbone */
     double previous_backbone_lr; /* NAN = None */
+    bool loaded;                 /* state restored from a checkpoint, fit not started yet */
 } bbf;
 
 /* 1.9.5's default lambda_func `multiplicative`: 2.0 for every epoch. */
@@ -63,8 +64,15 @@ static bx_status bb_freeze_before_training(void *self, bx_trainer *tr, bx_module
 
 static bx_status bb_on_fit_start(void *self, bx_trainer *tr, bx_module *root) {
     (void)tr;
+    bbf *b = self;
     bx_module *bb;
-    return find_backbone(self, root, &bb);
+    bx_status s = find_backbone(b, root, &bb);
+    bool resumed_unfrozen = b->loaded && !isnan(b->previous_backbone_lr);
+    b->loaded = false;
+    /* Lightning leaves the restored backbone frozen (what the traces record);
+     * opt in to train it after resuming */
+    if (s == BX_OK && resumed_unfrozen && b->o.unfreeze_on_resume) s = bx_finetuning_make_trainable(&bb, 1);
+    return s;
 }
 
 /* Python's round(x, nd) printed with repr(): fixed notation with the
@@ -154,6 +162,7 @@ static bx_status bb_load_state_dict(void *self, const bx_state *state) {
     if (t == BX_STATE_NULL) b->previous_backbone_lr = NAN;
     else if (t == BX_STATE_FLOAT || t == BX_STATE_INT) b->previous_backbone_lr = bx_state_get_float(v);
     else return bx__error(BX_ERR_FORMAT, "BackboneFinetuning: checkpoint 'previous_backbone_lr' is not a number");
+    b->loaded = true;
     return BX_OK;
 }
 

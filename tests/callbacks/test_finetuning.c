@@ -422,6 +422,25 @@ static void test_resume_after_unfreeze(bool adam) {
     CHECK_NEAR(rb.backbone[1], 0.04, 1e-15);
     CHECK_EQ_INT(cap.warnings, 2); /* backbone BatchNorm already in group 0, once per unfreezing run */
 
+    /* opt-in: the resumed backbone trains again; then the run equals the
+     * uninterrupted one */
+    bo.unfreeze_on_resume = true;
+    fmodel e = {fm_build(true), 0.0, 0.1, adam, false};
+    CHECK_OK(fit_once(&e, &bo, 4, &rb, path, NULL));
+    CHECK(rb.bb_requires_grad[0] && rb.bb_requires_grad[1]);
+    CHECK_NEAR(rb.backbone[1], 0.04, 1e-15);
+    bx_named_tensors *pf = bx_module_named_parameters(full.root), *pe = bx_module_named_parameters(e.root);
+    CHECK(pf && pe && pf->n == pe->n);
+    for (int i = 0; pf && pe && i < pf->n && i < pe->n; i++) {
+        CHECK(!strcmp(pf->names[i], pe->names[i]));
+        for (int64_t k = 0; k < bx_numel(pf->tensors[i]); k++)
+            CHECK(bx_get(pf->tensors[i], k) == bx_get(pe->tensors[i], k));
+    }
+    bx_named_tensors_free(pf);
+    bx_named_tensors_free(pe);
+    bx_module_free(e.root);
+    bo.unfreeze_on_resume = false;
+
     /* an optimizer whose first group is not the recorded one: clear error */
     fmodel c = {fm_build(true), 0.0, 0.1, adam, true};
     CHECK_ERR(fit_once(&c, &bo, 4, &rb, path, NULL), BX_ERR_INVALID,
