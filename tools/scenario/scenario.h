@@ -55,4 +55,9 @@ bool sc_es_mc_handles(const char *type);
 bx_callback *sc_es_mc_new(const char *type, json_t *args);
 void sc_es_mc_trace(bx_trainer *tr, json_t *phase);
 
+/* cb_finetune.c: BackboneFinetuning from its scenario args (NULL + stderr
+ * on a construct error). */
+bool sc_cb_finetune_handles(const char *type);
+bx_callback *sc_cb_finetune_new(const char *type, json_t *args);
+
 #endif
