@@ -6,6 +6,7 @@
 #include "blixt/tensor.h"
 #include "blixt/autograd.h"
 #include "blixt/ops.h"
+#include "blixt/nn.h"
 #include "blixt/safetensors.h"
 #include "blixt/state.h"
 #include "blixt/idx.h"
