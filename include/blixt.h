@@ -12,5 +12,6 @@
 #include "blixt/idx.h"
 #include "blixt/optim.h"
 #include "blixt/sched.h"
+#include "blixt/quant.h"
 
 #endif

@@ -1,0 +1,181 @@
+/* fake_quant.c - the FakeQuantize and FusedMovingAvgObsFakeQuantize modules
+ * and torch's default QAT qconfigs.
+ *
+ * Layout as torch (so state dicts carry torch's keys): buffers
+ * fake_quant_enabled, observer_enabled, scale, zero_point, then the child
+ * activation_post_process (the observer with eps, min_val, max_val).
+ *
+ * FakeQuantize.forward (F1, F2):   observe -> F2 qparams -> fake-quantise
+ * FusedMovingAvgObsFakeQuantize (F3): observe; if fake-quant is on, F3
+ *   qparams (ChooseQuantizationParams) -> fake-quantise.
+ * Both run in train and eval mode alike: only the enable flags switch them. */
+#include "quant/quant_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct fq_impl {
+    bx_fake_quant_opts o;
+    int qmin, qmax;
+} fq_impl;
+
+static bool flag(const bx_module *m, const char *name) {
+    const bx_tensor *t = bx_module_buffer(m, name);
+    return t && bx_numel(t) > 0 && bx_get(t, 0) != 0.0;
+}
+
+/* Copies scale/zero-point values into the module's buffers, re-creating them
+ * when the length changes (per-channel: [1] -> [C]). */
+static bx_status store_qparams(bx_module *m, const bx_tensor *s, const bx_tensor *z) {
+    bx_tensor *sb = bx_module_buffer(m, "scale"), *zb = bx_module_buffer(m, "zero_point");
+    int64_t n = bx_numel(s);
+    if (!sb || !zb || bx_numel(sb) != n || bx_numel(zb) != n) {
+        sb = bx__quant_replace_buffer(m, "scale", BX_F32, n);
+        zb = sb ? bx__quant_replace_buffer(m, "zero_point", BX_I32, n) : NULL;
+        if (!zb) return bx__error(BX_ERR_NOMEM, "fake_quant: out of memory");
+    }
+    memcpy(sb->data, s->data, sizeof(float) * (size_t)n);
+    memcpy(zb->data, z->data, sizeof(int32_t) * (size_t)n);
+    return BX_OK;
+}
+
+// x (any) -> y (same shape), fake-quantised with the module's qparams
+static bx_tensor *fq_forward(bx_module *m, bx_step *st, bx_tensor *x) {
+    if (bx_is_poison(x)) return x;
+    const fq_impl *fi = bx_module_impl(m);
+    bx_module *obs = bx_module_child(m, "activation_post_process");
+    if (!bx_module_is_observer(obs))
+        return bx_step_fail(st, BX_ERR_STATE, "%s: activation_post_process observer missing", bx_module_type_name(m));
+    bool fq_on = flag(m, "fake_quant_enabled"), obs_on = flag(m, "observer_enabled");
+    bool per_channel = bx__observer_per_channel(obs);
+    if (obs_on && bx_observer_observe(obs, x) != BX_OK)
+        return bx_step_fail(st, BX_ERR_SHAPE, "%s: %s", bx_module_type_name(m), bx_errmsg());
+    bool update = fi->o.fused ? fq_on : obs_on;
+    if (update) {
+        bx_tensor *s = NULL, *z = NULL;
+        bx_status rc = bx_observer_qparams(obs, fi->o.fused, &s, &z);
+        if (rc == BX_OK) rc = store_qparams(m, s, z);
+        bx_tensor_free(s);
+        bx_tensor_free(z);
+        if (rc != BX_OK) return bx_step_fail(st, rc, "%s: %s", bx_module_type_name(m), bx_errmsg());
+    }
+    if (!fq_on) return x;
+    const bx_tensor *sb = bx_module_buffer(m, "scale"), *zb = bx_module_buffer(m, "zero_point");
+    if (!sb || !zb) return bx_step_fail(st, BX_ERR_STATE, "%s: scale/zero_point buffers missing", bx_module_type_name(m));
+    if (per_channel)
+        return bx_fake_quantize_per_channel(st, x, sb, zb, fi->o.observer.ch_axis, fi->qmin, fi->qmax);
+    return bx_fake_quantize(st, x, ((const float *)sb->data)[0], (int32_t)bx_get(zb, 0), fi->qmin, fi->qmax);
+}
+
+static void fq_repr(const bx_module *m, char *buf, size_t n) {
+    const fq_impl *fi = bx_module_impl(m);
+    snprintf(buf, n, "fake_quant_enabled=%d, observer_enabled=%d, quant_min=%d, quant_max=%d",
+             (int)flag(m, "fake_quant_enabled"), (int)flag(m, "observer_enabled"), fi->qmin, fi->qmax);
+}
+
+static void *fq_clone(const void *impl) { return bx__nn_dup(impl, sizeof(fq_impl)); }
+
+static const bx_module_type fq_type = {"FakeQuantize", fq_forward, bx__free, fq_clone, NULL, fq_repr};
+static const bx_module_type fused_type = {"FusedMovingAvgObsFakeQuantize", fq_forward, bx__free, fq_clone, NULL,
+                                          fq_repr};
+
+bool bx_module_is_fake_quant(const bx_module *m) {
+    return m && (bx_module_get_type(m) == &fq_type || bx_module_get_type(m) == &fused_type);
+}
+
+static bx_tensor *one_tensor(bx_dtype dt, double v) {
+    int64_t one = 1;
+    bx_tensor *t = bx_tensor_new(dt, 1, &one);
+    if (t) bx_set(t, 0, v);
+    return t;
+}
+
+/* New fake-quant module; see quant.h. */
+bx_module *bx_fake_quant_new(const bx_fake_quant_opts *o) {
+    if (!o) {
+        bx__error(BX_ERR_INVALID, "fake_quant: options are NULL");
+        return NULL;
+    }
+    if (o->fused && o->observer.kind != BX_OBS_MOVING_AVERAGE) {
+        bx__error(BX_ERR_INVALID, "FusedMovingAvgObsFakeQuantize: needs a moving-average observer");
+        return NULL;
+    }
+    fq_impl fi = {*o, 0, 0};
+    if (bx_quant_range(&o->observer, &fi.qmin, &fi.qmax) != BX_OK) return NULL;
+    bx_module *obs = bx_observer_new(&o->observer);
+    if (!obs) return NULL;
+    bx_module *m = bx__nn_new_pod(o->fused ? &fused_type : &fq_type, &fi, sizeof fi);
+    if (!m) {
+        bx_module_free(obs);
+        return NULL;
+    }
+    /* torch: FakeQuantize flags are uint8, the fused module's int64 */
+    bx_dtype fdt = o->fused ? BX_I64 : BX_U8;
+    if (bx_module_add_buffer(m, "fake_quant_enabled", one_tensor(fdt, 1), true) != BX_OK ||
+        bx_module_add_buffer(m, "observer_enabled", one_tensor(fdt, 1), true) != BX_OK ||
+        bx_module_add_buffer(m, "scale", one_tensor(BX_F32, 1.0), true) != BX_OK ||
+        bx_module_add_buffer(m, "zero_point", one_tensor(BX_I32, 0), true) != BX_OK ||
+        bx_module_add_child(m, "activation_post_process", obs) != BX_OK) {
+        bx_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+bx_status bx_fake_quant_enable(bx_module *fq, bool fake_quant, bool observer) {
+    if (!bx_module_is_fake_quant(fq)) return bx__error(BX_ERR_INVALID, "fake_quant: module is not a fake-quant module");
+    bx_set(bx_module_buffer(fq, "fake_quant_enabled"), 0, fake_quant ? 1 : 0);
+    bx_set(bx_module_buffer(fq, "observer_enabled"), 0, observer ? 1 : 0);
+    return BX_OK;
+}
+
+bx_module *bx_fake_quant_observer(const bx_module *fq) {
+    if (!bx_module_is_fake_quant(fq)) return NULL;
+    return bx_module_child(fq, "activation_post_process");
+}
+
+bx_status bx_fake_quant_calculate_qparams(const bx_module *fq, bx_tensor **scale, bx_tensor **zp) {
+    *scale = *zp = NULL;
+    bx_module *obs = bx_fake_quant_observer(fq);
+    if (!obs) return bx__error(BX_ERR_INVALID, "fake_quant: module is not a fake-quant module");
+    return bx_observer_qparams(obs, false, scale, zp);
+}
+
+/* ---- qconfigs ----------------------------------------------------------------- */
+
+static bx_fake_quant_opts fq_opts(bool fused, bx_qdtype dt, bx_qscheme qs, int qmin, int qmax, bool reduce) {
+    bx_fake_quant_opts o;
+    bx_observer_opts ob = BX_OBSERVER_OPTS_INIT;
+    ob.kind = BX_OBS_MOVING_AVERAGE;
+    ob.dtype = dt;
+    ob.qscheme = qs;
+    ob.custom_range = true;
+    ob.quant_min = qmin;
+    ob.quant_max = qmax;
+    ob.reduce_range = reduce;
+    ob.ch_axis = 0;
+    o.observer = ob;
+    o.fused = fused;
+    return o;
+}
+
+/* torch get_default_qat_qconfig(backend, version); see quant.h. */
+bx_status bx_qconfig_default_qat(const char *backend, int version, bx_qconfig *out) {
+    if (version != 0 && version != 1)
+        return bx__error(BX_ERR_INVALID, "qconfig: version %d (expected 0 or 1)", version);
+    bool fused = version == 1;
+    if (!backend) return bx__error(BX_ERR_INVALID, "qconfig: backend is NULL");
+    if (strcmp(backend, "fbgemm") == 0 || strcmp(backend, "x86") == 0) {
+        out->activation = fq_opts(fused, BX_QUINT8, BX_PER_TENSOR_AFFINE, 0, 255, true);
+        out->weight = fq_opts(fused, BX_QINT8, BX_PER_CHANNEL_SYMMETRIC, -128, 127, false);
+    } else if (strcmp(backend, "qnnpack") == 0) {
+        out->activation = fq_opts(fused, BX_QUINT8, BX_PER_TENSOR_AFFINE, 0, 255, false);
+        out->weight = fq_opts(fused, BX_QINT8, BX_PER_TENSOR_SYMMETRIC, -128, 127, false);
+    } else if (strcmp(backend, "onednn") == 0) {
+        out->activation = fq_opts(fused, BX_QUINT8, BX_PER_TENSOR_AFFINE, 0, 255, false);
+        out->weight = fq_opts(fused, BX_QINT8, BX_PER_CHANNEL_SYMMETRIC, -128, 127, false);
+    } else {
+        return bx__error(BX_ERR_INVALID, "qconfig: unknown backend '%s' (fbgemm, x86, qnnpack, onednn)", backend);
+    }
+    return BX_OK;
+}

@@ -1,0 +1,26 @@
+/* quant_int.h - internals shared by the src/quant files. */
+#ifndef BLIXT_QUANT_INT_H
+#define BLIXT_QUANT_INT_H
+
+#include "blixt/quant.h"
+#include "core/core_int.h"
+#include "nn/nn_int.h"
+
+/* Observer impl (the options plus the effective range). */
+typedef struct bx__observer {
+    bx_observer_opts o;
+    int qmin, qmax;
+} bx__observer;
+
+/* Replaces buffer `name` of m by a new owned tensor of the given dtype and
+ * length n (1-D), keeping the buffers' order when `name` and every later
+ * buffer are re-added through this function in order. Returns the new
+ * tensor (zero-filled) or NULL (error text set). */
+bx_tensor *bx__quant_replace_buffer(bx_module *m, const char *name, bx_dtype dt, int64_t n);
+
+/* Effective range of an observer module (no checks). */
+void bx__observer_range(const bx_module *obs, int *qmin, int *qmax);
+bool bx__observer_per_channel(const bx_module *obs);
+bool bx__observer_symmetric(const bx_module *obs);
+
+#endif
