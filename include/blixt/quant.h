@@ -156,7 +156,7 @@ bx_status bx_qconfig_default_qat(const char *backend, int version, bx_qconfig *o
 bx_status bx_qat_prepare_layer(bx_module *m, const bx_qconfig *qc, bool fuse_relu);
 /* True when m was prepared by bx_qat_prepare_layer; *relu (optional) tells
  * whether a ReLU was fused. */
-bool bx_qat_is_prepared(const bx_module *m, bool *relu);
+bool bx_qat_is_prepared(bx_module *m, bool *relu);
 /* QuantStub for QAT: a module whose child activation_post_process
  * fake-quantises the model input. DeQuantStub: identity. Caller owns. */
 bx_module *bx_qat_quant_stub(const bx_qconfig *qc);
@@ -192,8 +192,10 @@ bx_status bx_quantized_linear_reference(const bx_module *ql, const bx_tensor *x,
  * false = the plain C reference. For measurements and checks. */
 void bx_quantized_linear_use_onednn(bx_module *ql, bool on);
 
-/* Converts a prepared QAT Sequential (QuantStub, prepared Linear layers,
- * Identity/ReLU/Dropout, DeQuantStub) into a new int8 Sequential of
+/* Converts a prepared QAT model whose forward runs its children in order
+ * (a Sequential, or a user module like torch's QuantStub -> fc1 -> relu ->
+ * fc2 -> DeQuantStub) made of QuantStub, prepared Linear layers,
+ * Identity/Dropout and DeQuantStub, into a new int8 Sequential of
  * Quantize / QuantizedLinear[ReLU] / DeQuantize (torch convert()): each
  * weight fake-quant observes the weight once more, weights are quantised
  * with its F2 qparams (float32 reciprocal, nearbyint, clamp), output qparams

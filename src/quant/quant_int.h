@@ -23,4 +23,16 @@ void bx__observer_range(const bx_module *obs, int *qmin, int *qmax);
 bool bx__observer_per_channel(const bx_module *obs);
 bool bx__observer_symmetric(const bx_module *obs);
 
+/* QAT internals (qat_prepare.c) used by convert. */
+void bx__qat_unhook(bx_module *m);
+bool bx__is_quant_stub(const bx_module *m);
+bool bx__is_dequant_stub(const bx_module *m);
+
+/* Type checks of the int8 modules (qlinear.c). */
+bool bx__is_quantize(const bx_module *m);
+bool bx__is_dequantize(const bx_module *m);
+bool bx__is_quantized_linear(const bx_module *m);
+/* Qparams of an int8 module: Quantize/QuantizedLinear output, DeQuantize input. */
+bool bx__qmodule_out_qparams(const bx_module *m, double *scale, int64_t *zp);
+
 #endif

@@ -174,7 +174,200 @@ static void kind_fake_quantize(gcase *c) {
 
 static void kind_fused_fake_quantize(gcase *c) { run_fq_module(c, true); }
 
-static void kind_qat_convert(gcase *c) { gc_fail(c, "qat_convert: not yet"); }
+/* ---- qat_convert --------------------------------------------------------------------- */
+
+/* The model of the case: children quant, fc1, relu1, ..., fcN, dequant run in
+ * order (torch: QuantStub -> fc1 -> relu -> fc2 -> DeQuantStub). */
+static bx_tensor *net_forward(bx_module *m, bx_step *st, bx_tensor *x) {
+    for (int i = 0; i < bx_module_num_children(m); i++) x = bx_module_forward(bx_module_child_at(m, i, NULL), st, x);
+    return x;
+}
+static const bx_module_type net_type = {"QATNet", net_forward, NULL, NULL, NULL, NULL};
+
+/* Compares every out.<prefix><state-dict key> the case stores with the model's state. */
+static void cmp_state(gcase *c, bx_module *m, const char *prefix) {
+    bx_named_tensors *sd = bx_module_state_dict(m);
+    if (!sd) return;
+    for (int i = 0; i < sd->n; i++) {
+        char name[256];
+        snprintf(name, sizeof name, "%s%s", prefix, sd->names[i]);
+        if (gc_get(c, name)) gc_compare(c, name, sd->tensors[i]);
+    }
+    bx_named_tensors_free(sd);
+}
+
+/* in.eval_x through an int8 model; compares out.y_quint8 (exact) and, when
+ * check_y, the dequantized out.y. */
+static void run_int8(gcase *c, bx_module *q, const char *what, bool check_y) {
+    const bx_tensor *ex = gc_need(c, "in.eval_x");
+    if (!ex) return;
+    bx_step *st = bx_step_new();
+    bx_step_set_training(st, false);
+    bx_tensor *x = bx_tensor_clone(ex);
+    gc_own(c, x);
+    /* quantize, the int8 layers, then dequantize separately to see the integers */
+    int n = bx_module_num_children(q);
+    bx_tensor *h = x;
+    for (int i = 0; i < n; i++) {
+        bx_module *l = bx_module_child_at(q, i, NULL);
+        if (strcmp(bx_module_type_name(l), "DeQuantize") == 0) break;
+        h = bx_module_forward(l, st, h);
+    }
+    bx_tensor *y = bx_module_forward(bx_module_child_at(q, n - 1, NULL), st, h);
+    if (bx_step_status(st) != BX_OK) {
+        gc_fail(c, "%s: int8 forward failed: %s", what, bx_step_errmsg(st));
+    } else {
+        gc_compare_tol(c, "out.y_quint8", h, 0, 0);
+        if (check_y) gc_compare(c, "out.y", y);
+    }
+    bx_step_free(st);
+}
+
+/* The int8 model rebuilt from the recorded quantized parameters (out.fcK.*,
+ * out.input_*): checks the int8 engine alone, bit for bit. */
+static void run_recorded_int8(gcase *c, int nfc) {
+    bx_module *q = bx_nn_sequential();
+    double s;
+    const bx_tensor *is = gc_need(c, "out.input_scale"), *iz = gc_need(c, "out.input_zero_point");
+    if (!is || !iz || !q) {
+        bx_module_free(q);
+        return;
+    }
+    s = bx_get(is, 0);
+    int64_t z = (int64_t)bx_get(iz, 0);
+    bx_status rc = bx_sequential_append(q, bx_quantize_new(s, z));
+    for (int k = 1; k <= nfc && rc == BX_OK; k++) {
+        char n1[64], n2[64], n3[64], n4[64], n5[64], n6[64];
+        snprintf(n1, sizeof n1, "out.fc%d.weight_int8", k);
+        snprintf(n2, sizeof n2, "out.fc%d.weight_scales", k);
+        snprintf(n3, sizeof n3, "out.fc%d.weight_zero_points", k);
+        snprintf(n4, sizeof n4, "out.fc%d.bias", k);
+        snprintf(n5, sizeof n5, "out.fc%d.scale", k);
+        snprintf(n6, sizeof n6, "out.fc%d.zero_point", k);
+        const bx_tensor *w = gc_need(c, n1), *ws = gc_need(c, n2), *wz = gc_need(c, n3), *os = gc_need(c, n5),
+                        *oz = gc_need(c, n6);
+        if (!w || !ws || !wz || !os || !oz) {
+            rc = BX_ERR_NOT_FOUND;
+            break;
+        }
+        double so = bx_get(os, 0);
+        int64_t zo = (int64_t)bx_get(oz, 0);
+        rc = bx_sequential_append(q, bx_quantized_linear_new(w, ws, wz, gc_get(c, n4), s, z, so, zo, k < nfc));
+        s = so;
+        z = zo;
+    }
+    if (rc == BX_OK) rc = bx_sequential_append(q, bx_dequantize_new(s, z));
+    if (rc != BX_OK) gc_fail(c, "recorded int8 model: %s", bx_errmsg());
+    else run_int8(c, q, "recorded", true);
+    bx_module_free(q);
+}
+
+/* QAT model trained with SGD on in.batchK (cross entropy), then eval forward
+ * (out.qat_eval_y), state (out.qat.*), convert (out.fcK.*, out.input_*),
+ * int8 inference (out.y_quint8, out.y). Layers: param.fc1..fcN, ReLU fused
+ * after every layer but the last; qconfig from args.qconfig_name. */
+static void kind_qat_convert(gcase *c) {
+    int nfc = 0;
+    for (;; nfc++) {
+        char n[64];
+        snprintf(n, sizeof n, "param.fc%d.weight", nfc + 1);
+        if (!gc_get(c, n)) break;
+    }
+    if (nfc == 0) {
+        gc_fail(c, "no param.fc1.weight");
+        return;
+    }
+    run_recorded_int8(c, nfc);
+
+    bx_qconfig qc;
+    int version = (int)gc_arg_int(c, "qconfig_version", 1);
+    if (bx_qconfig_default_qat(gc_arg_str(c, "qconfig_name", "fbgemm"), version, &qc) != BX_OK) {
+        gc_fail(c, "qconfig: %s", bx_errmsg());
+        return;
+    }
+    bx_module *net = bx_module_new(&net_type, NULL);
+    bx_status rc = bx_module_add_child(net, "quant", bx_qat_quant_stub(&qc));
+    for (int k = 1; k <= nfc && rc == BX_OK; k++) {
+        char n[64];
+        snprintf(n, sizeof n, "param.fc%d.weight", k);
+        const bx_tensor *w = gc_get(c, n);
+        snprintf(n, sizeof n, "param.fc%d.bias", k);
+        const bx_tensor *b = gc_get(c, n);
+        bx_module *l = bx_nn_linear(w->shape[1], w->shape[0], b != NULL, NULL);
+        if (!l) {
+            rc = BX_ERR_NOMEM;
+            break;
+        }
+        bx_copy(bx_module_param(l, "weight"), w);
+        if (b) bx_copy(bx_module_param(l, "bias"), b);
+        snprintf(n, sizeof n, "fc%d", k);
+        rc = bx_module_add_child(net, n, l);
+        if (rc == BX_OK && k < nfc) {
+            char r[64];
+            snprintf(r, sizeof r, "relu%d", k);
+            rc = bx_module_add_child(net, r, bx_nn_relu());
+            if (rc == BX_OK) rc = bx_qat_fuse_linear_relu(net, n, r, &qc);
+        } else if (rc == BX_OK) {
+            rc = bx_qat_prepare_layer(l, &qc, false);
+        }
+    }
+    if (rc == BX_OK) rc = bx_module_add_child(net, "dequant", bx_qat_dequant_stub());
+    if (rc != BX_OK) {
+        gc_fail(c, "model: %s", bx_errmsg());
+        bx_module_free(net);
+        return;
+    }
+    float lr = (float)gc_arg_num(c, "lr", 0.05);
+    bx_named_tensors *params = bx_module_named_parameters(net);
+    bx_step *st = bx_step_new();
+    const bx_tensor *losses = gc_get(c, "out.qat_loss");
+    for (int k = 1;; k++) {
+        char xn[64], yn[64];
+        snprintf(xn, sizeof xn, "in.batch%d.x", k);
+        snprintf(yn, sizeof yn, "in.batch%d.y", k);
+        if (!gc_get(c, xn)) break;
+        bx_step_reset(st);
+        bx_module_zero_grad(net);
+        bx_tensor *x = gc_copy(c, xn), *t = gc_copy(c, yn);
+        bx_tensor *loss = bx_cross_entropy(st, bx_module_forward(net, st, x), t, NULL);
+        if (bx_backward(st, loss) != BX_OK) {
+            gc_fail(c, "step %d: %s", k, bx_step_status(st) ? bx_step_errmsg(st) : bx_errmsg());
+            break;
+        }
+        if (losses && k <= bx_numel(losses)) {
+            char what[64];
+            snprintf(what, sizeof what, "qat_loss[%d]", k - 1);
+            gc_compare_value(c, what, bx_item(loss), bx_get(losses, k - 1));
+        }
+        for (int i = 0; i < params->n; i++) { /* SGD: p += (-lr)*g */
+            bx_tensor *p = params->tensors[i];
+            if (!p->grad) continue;
+            float *pd = p->data;
+            const float *g = p->grad->data;
+            for (int64_t j = 0; j < bx_numel(p); j++) pd[j] += -lr * g[j];
+        }
+    }
+    bx_named_tensors_free(params);
+    cmp_state(c, net, "out.qat."); /* the trained state, before the eval forward */
+    /* eval forward: observers keep observing (torch QAT modules ignore eval()) */
+    bx_module_train(net, false);
+    bx_step_reset(st);
+    bx_no_grad_push(st);
+    bx_tensor *ex = gc_copy(c, "in.eval_x");
+    bx_tensor *ey = ex ? bx_module_forward(net, st, ex) : NULL;
+    if (ey && bx_step_status(st) == BX_OK && gc_get(c, "out.qat_eval_y")) gc_compare(c, "out.qat_eval_y", ey);
+    bx_no_grad_pop(st);
+    bx_step_free(st);
+    bx_module *q = NULL;
+    if (bx_quant_convert(net, &q) != BX_OK) {
+        gc_fail(c, "convert: %s", bx_errmsg());
+    } else {
+        cmp_state(c, q, "out.");
+        run_int8(c, q, "converted", true);
+    }
+    bx_module_free(q);
+    bx_module_free(net);
+}
 
 const gkind golden_kinds_qat[] = {
     {"fake_quantize", kind_fake_quantize},
