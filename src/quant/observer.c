@@ -21,8 +21,10 @@ bx_status bx_quant_range(const bx_observer_opts *o, int *qmin, int *qmax) {
     if (o->custom_range) {
         lo = o->quant_min;
         hi = o->quant_max;
-        if (lo > hi || (int64_t)hi - lo + 1 > 256)
-            return bx__error(BX_ERR_INVALID, "observer: quant range [%d,%d] must be non-empty and at most 256 values",
+        if (!(lo <= 0 && 0 <= hi) || lo >= hi || (int64_t)hi - lo + 1 > 256)
+            return bx__error(BX_ERR_INVALID,
+                             "observer: quant range [%d,%d] must include 0, have quant_min < quant_max and at most "
+                             "256 values",
                              lo, hi);
         if (o->dtype == BX_QUINT8 && (lo < 0 || hi > 255))
             return bx__error(BX_ERR_INVALID, "observer: quant range [%d,%d] outside quint8 [0,255]", lo, hi);
