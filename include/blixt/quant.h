@@ -185,6 +185,9 @@ bx_module *bx_dequantize_new(double scale, int64_t zero_point);
 bx_module *bx_quantized_linear_new(const bx_tensor *w_int8, const bx_tensor *w_scale,
                                    const bx_tensor *w_zp, const bx_tensor *bias, double in_scale,
                                    int64_t in_zp, double out_scale, int64_t out_zp, bool relu);
+/* The qparams of an int8 module: a Quantize's or QuantizedLinear's output,
+ * a DeQuantize's input. False for other modules. */
+bool bx_quant_module_qparams(const bx_module *m, double *scale, int64_t *zero_point);
 /* Integer reference of a quantized linear's output (no oneDNN), for
  * checks: writes u8 (N,out) into y from u8 x (N,in). */
 bx_status bx_quantized_linear_reference(const bx_module *ql, const bx_tensor *x, bx_tensor *y);

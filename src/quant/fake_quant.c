@@ -100,6 +100,12 @@ bx_module *bx_fake_quant_new(const bx_fake_quant_opts *o) {
         bx__error(BX_ERR_INVALID, "FusedMovingAvgObsFakeQuantize: needs a moving-average observer");
         return NULL;
     }
+    bool pc = o->observer.qscheme == BX_PER_CHANNEL_AFFINE || o->observer.qscheme == BX_PER_CHANNEL_SYMMETRIC;
+    if (o->fused && pc && o->observer.ch_axis != 0) { /* torch: "only supported on axis == 0" */
+        bx__error(BX_ERR_INVALID, "FusedMovingAvgObsFakeQuantize: per-channel only on ch_axis 0, not %d",
+                  o->observer.ch_axis);
+        return NULL;
+    }
     fq_impl fi = {*o, 0, 0};
     if (bx_quant_range(&o->observer, &fi.qmin, &fi.qmax) != BX_OK) return NULL;
     bx_module *obs = bx_observer_new(&o->observer);

@@ -174,6 +174,10 @@ bool bx__qmodule_out_qparams(const bx_module *m, double *scale, int64_t *zp) {
     return false;
 }
 
+bool bx_quant_module_qparams(const bx_module *m, double *scale, int64_t *zero_point) {
+    return bx__qmodule_out_qparams(m, scale, zero_point);
+}
+
 static bx_tensor *scalar_f64(double v) {
     bx_tensor *t = bx_tensor_new(BX_F64, 0, NULL);
     if (t) ((double *)t->data)[0] = v;

@@ -196,6 +196,37 @@ static void cmp_state(gcase *c, bx_module *m, const char *prefix) {
     bx_named_tensors_free(sd);
 }
 
+/* The converted model's quantized parameters: the input qparams of its
+ * Quantize and out.fcK.* of its K-th quantized linear. */
+static void cmp_converted(gcase *c, bx_module *q) {
+    static const char *const keys[] = {"weight_int8", "weight_scales", "weight_zero_points", "bias", "scale",
+                                       "zero_point"};
+    int k = 0;
+    for (int i = 0; i < bx_module_num_children(q); i++) {
+        bx_module *l = bx_module_child_at(q, i, NULL);
+        const char *t = bx_module_type_name(l);
+        if (strcmp(t, "Quantize") == 0) {
+            double s = 0;
+            int64_t z = 0;
+            bx_quant_module_qparams(l, &s, &z);
+            bx_tensor *ts = bx_tensor_new(BX_F64, 0, NULL), *tz = bx_tensor_new(BX_I64, 0, NULL);
+            gc_own(c, ts);
+            gc_own(c, tz);
+            bx_set(ts, 0, s);
+            bx_set(tz, 0, (double)z);
+            if (gc_get(c, "out.input_scale")) gc_compare(c, "out.input_scale", ts);
+            if (gc_get(c, "out.input_zero_point")) gc_compare(c, "out.input_zero_point", tz);
+        } else if (strncmp(t, "QuantizedLinear", 15) == 0) {
+            k++;
+            for (size_t j = 0; j < sizeof keys / sizeof keys[0]; j++) {
+                char name[96];
+                snprintf(name, sizeof name, "out.fc%d.%s", k, keys[j]);
+                if (gc_get(c, name)) gc_compare(c, name, bx_module_buffer(l, keys[j]));
+            }
+        }
+    }
+}
+
 /* in.eval_x through an int8 model; compares out.y_quint8 (exact) and, when
  * check_y, the dequantized out.y. */
 static void run_int8(gcase *c, bx_module *q, const char *what, bool check_y) {
@@ -321,6 +352,8 @@ static void kind_qat_convert(gcase *c) {
     bx_named_tensors *params = bx_module_named_parameters(net);
     bx_step *st = bx_step_new();
     const bx_tensor *losses = gc_get(c, "out.qat_loss");
+    bx_tensor *got_losses = losses ? bx_tensor_zeros(BX_F32, losses->ndim, losses->shape) : NULL;
+    gc_own(c, got_losses);
     for (int k = 1;; k++) {
         char xn[64], yn[64];
         snprintf(xn, sizeof xn, "in.batch%d.x", k);
@@ -334,11 +367,7 @@ static void kind_qat_convert(gcase *c) {
             gc_fail(c, "step %d: %s", k, bx_step_status(st) ? bx_step_errmsg(st) : bx_errmsg());
             break;
         }
-        if (losses && k <= bx_numel(losses)) {
-            char what[64];
-            snprintf(what, sizeof what, "qat_loss[%d]", k - 1);
-            gc_compare_value(c, what, bx_item(loss), bx_get(losses, k - 1));
-        }
+        if (got_losses && k <= bx_numel(got_losses)) bx_set(got_losses, k - 1, bx_item(loss));
         for (int i = 0; i < params->n; i++) { /* SGD: p += (-lr)*g */
             bx_tensor *p = params->tensors[i];
             if (!p->grad) continue;
@@ -348,6 +377,7 @@ static void kind_qat_convert(gcase *c) {
         }
     }
     bx_named_tensors_free(params);
+    if (got_losses) gc_compare(c, "out.qat_loss", got_losses);
     cmp_state(c, net, "out.qat."); /* the trained state, before the eval forward */
     /* eval forward: observers keep observing (torch QAT modules ignore eval()) */
     bx_module_train(net, false);
@@ -362,7 +392,7 @@ static void kind_qat_convert(gcase *c) {
     if (bx_quant_convert(net, &q) != BX_OK) {
         gc_fail(c, "convert: %s", bx_errmsg());
     } else {
-        cmp_state(c, q, "out.");
+        cmp_converted(c, q);
         run_int8(c, q, "converted", true);
     }
     bx_module_free(q);
