@@ -81,6 +81,18 @@ typedef struct bx_model {
     void *self;
 } bx_model;
 
+/* Notes on the model-only hooks above: optimizer_step is a notification
+ * called when an optimizer step begins (before the closure runs
+ * training_step); the Trainer always runs the closure and the step.
+ * optimizer_zero_grad, backward, configure_gradient_clipping and
+ * lr_scheduler_step REPLACE the default action when set: call
+ * bx_optimizer_zero_grad, bx_backward(bx_trainer_current_step(tr), loss),
+ * bx_trainer_clip_gradients, bx_scheduler_step yourself. configure_callbacks
+ * adds callbacks with bx_trainer_attach_callback. With several optimizers,
+ * training_step runs once per batch and every optimizer is zeroed and
+ * stepped in order (each step counts in global_step; Lightning 1.9.5 would
+ * call training_step once per optimizer with optimizer_idx). */
+
 /* ---- inside a step ----------------------------------------------------------- */
 /* The training loss of this batch (a scalar step tensor). */
 bx_status bx_step_set_loss(bx_step *st, bx_tensor *loss);
@@ -107,7 +119,7 @@ typedef struct bx_log_opts {
 
 /* Logs a one-element tensor from a step (value read immediately). With both
  * on_step and on_epoch the metric forks into name_step / name_epoch. */
-bx_status bx_log(bx_step *st, const char *name, const bx_tensor *value, unsigned flags);
+bx_status bx_log_metric(bx_step *st, const char *name, const bx_tensor *value, unsigned flags);
 /* Logs a number from a hook or a step (tr from the hook's argument). */
 bx_status bx_trainer_log(bx_trainer *tr, const char *name, double value, unsigned flags);
 bx_status bx_trainer_log_ex(bx_trainer *tr, const char *name, double value, const bx_log_opts *o);
@@ -177,6 +189,22 @@ typedef bx_status (*bx_predict_sink)(void *ud, int64_t batch_idx, const bx_tenso
 bx_status bx_trainer_predict(bx_trainer *tr, const bx_model *m, bx_loader *data, const char *ckpt_path,
                              bx_predict_sink sink, void *ud);
 
+/* The step (arena + tape) the Trainer runs batches on; valid during fit. */
+bx_step *bx_trainer_current_step(const bx_trainer *tr);
+/* Clips the gradients of opt's parameters like torch's clip_grad_norm_
+ * (2-norm over all parameters, coefficient val/(norm+1e-6) when < 1) or
+ * clip_grad_value_. val <= 0 does nothing. Errors: BX_ERR_NUMERIC (the
+ * total norm is not finite). */
+bx_status bx_trainer_clip_gradients(bx_trainer *tr, bx_optimizer *opt, double val, bx_clip_algorithm algo);
+/* Adds a callback during a run (the model's configure_callbacks): callbacks
+ * of the same class are replaced, ModelCheckpoints are kept last. Takes cb
+ * over. Errors: BX_ERR_INVALID (duplicate state key). */
+bx_status bx_trainer_attach_callback(bx_trainer *tr, bx_callback *cb);
+/* "initializing", "running", "finished", "interrupted" (Lightning's
+ * trainer.state.status) and whether the last run failed. */
+const char *bx_trainer_status(const bx_trainer *tr);
+bool bx_trainer_interrupted(const bx_trainer *tr);
+
 /* ---- what callbacks and users can read (and the few things they set) ----------- */
 int64_t bx_trainer_current_epoch(const bx_trainer *tr);
 int64_t bx_trainer_global_step(const bx_trainer *tr);
@@ -210,7 +238,15 @@ bool bx_trainer_enable_validation(const bx_trainer *tr);
 /* Index of the batch being run in the current loop. */
 int64_t bx_trainer_batch_idx(const bx_trainer *tr);
 bool bx_trainer_is_last_batch(const bx_trainer *tr);
-/* Mean of the last 20 optimizer-step losses (NaN before any). */
+/* Batches across epochs so far (Lightning's total_batch_idx). */
+int64_t bx_trainer_total_batch_idx(const bx_trainer *tr);
+/* Progress counters for progress bars: training batches processed in the
+ * current epoch (kept until the next epoch's first batch), and evaluation
+ * batches processed in the current or last evaluation run (0 after the
+ * sanity check). */
+int64_t bx_trainer_train_batches_processed(const bx_trainer *tr);
+int64_t bx_trainer_eval_batches_processed(const bx_trainer *tr);
+/* Mean of the last 20 training-batch losses (Lightning 1.9.5 running_loss; NaN before any). */
 double bx_trainer_running_loss(const bx_trainer *tr);
 
 /* Metric dictionaries (Lightning's callback_metrics, logged_metrics,

@@ -1,0 +1,43 @@
+/* scenario.h - the conformance scenario runner (FORMAT.md): shared state of
+ * main.c (scenario, trace output) and model.c (module, data, optimizer,
+ * Recorder, Counter). */
+#ifndef BLIXT_SCENARIO_H
+#define BLIXT_SCENARIO_H
+
+#include <blixt/callbacks.h>
+#include <blixt/trainer.h>
+#include <jansson.h>
+
+typedef struct sc_layer {
+    char name[64];
+    int64_t in, out;
+    bool bias, relu;
+} sc_layer;
+
+typedef struct sc_phase {
+    json_t *sc;         /* merged scenario view for this phase (borrowed keys) */
+    json_t *events;     /* trace events */
+    json_t *epoch_records, *step_records, *progress_bar;
+    int64_t n_training_step, n_val_runs, n_sanity_runs, n_opt_steps, n_ckpt_saves;
+    int64_t val_step_calls, val_run_idx;
+    bool module_hooks, callback_hooks, epoch_lrs, step_lrs, rec_requires_grad, rec_params;
+    /* model */
+    sc_layer layers[16];
+    int nlayers;
+    bx_module *root;
+    bx_trainer *tr;
+    json_t *counters; /* per Counter: {state_key, state, loaded} objects */
+} sc_phase;
+
+/* model.c */
+bx_status sc_build_model(sc_phase *ph, const bx_model_ops **ops);
+bx_status sc_build_data(sc_phase *ph, bx_dataset **train, bx_dataset **val);
+bx_callback *sc_recorder_new(sc_phase *ph);
+bx_callback *sc_counter_new(sc_phase *ph, const char *key);
+bx_callback *sc_progress_recorder_new(sc_phase *ph);
+void sc_event(sc_phase *ph, const char *src, const char *hook, bx_trainer *tr, int64_t batch_idx,
+              const char *stage);
+json_t *sc_tensor_json(const bx_tensor *t);
+json_t *sc_state_json(const bx_state *s);
+
+#endif
