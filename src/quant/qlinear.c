@@ -49,10 +49,14 @@ static bx_tensor *quantize_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     uint8_t *yp = y->data;
     float inv = 1.0f / (float)q->scale;
     int64_t zp = q->zp;
+    float fz = (float)zp;
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) {
-        float r = nearbyintf(xp[i] * inv);
-        int64_t v = r >= -1e9f && r <= 1e9f ? (int64_t)r + zp : (r > 0 ? 255 : 0);
-        yp[i] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+        /* zp + nearbyint(x*inv) in float, as torch's quantize_val; NaN -> 0 */
+        float r = nearbyintf(xp[i] * inv) + fz;
+        r = r > 0.0f ? r : 0.0f;
+        r = r < 255.0f ? r : 255.0f;
+        yp[i] = (uint8_t)(int32_t)r;
     }
     return y;
 }
@@ -69,8 +73,14 @@ static bx_tensor *dequantize_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     if (bx_is_poison(y)) return y;
     int64_t n = bx_numel(x);
     float *yp = y->data;
-    float s = (float)q->scale;
-    for (int64_t i = 0; i < n; i++) yp[i] = (float)((int64_t)bx_get(x, i) - q->zp) * s;
+    float s = (float)q->scale, z = (float)q->zp;
+    if (bx_is_contiguous(x)) {
+        const uint8_t *xp = x->data;
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) yp[i] = ((float)xp[i] - z) * s;
+    } else {
+        for (int64_t i = 0; i < n; i++) yp[i] = ((float)bx_get(x, i) - z) * s;
+    }
     return y;
 }
 
@@ -109,6 +119,9 @@ typedef struct ql_impl {
     /* cache (rebuilt from the buffers; never cloned) */
     bool ready;
     int64_t *wsum;            /* [out] sum_k wq[c,k] */
+    double *sw;               /* [out] weight scale per output (per-tensor broadcast) */
+    int64_t *zw;              /* [out] weight zero point per output */
+    double *bias;             /* [out] bias as double (0 without) */
     int64_t M;                /* batch rows the primitive was made for (0 = none) */
     dnnl_primitive_t prim;
     dnnl_primitive_desc_t pd;
@@ -118,6 +131,12 @@ typedef struct ql_impl {
 
 static void ql_reset_cache(ql_impl *q) {
     bx__free(q->wsum);
+    bx__free(q->sw);
+    bx__free(q->zw);
+    bx__free(q->bias);
+    q->sw = NULL;
+    q->zw = NULL;
+    q->bias = NULL;
     bx__free(q->wpacked);
     if (q->prim) dnnl_primitive_destroy(q->prim);
     if (q->pd) dnnl_primitive_desc_destroy(q->pd);
@@ -253,18 +272,29 @@ void bx_quantized_linear_use_onednn(bx_module *ql, bool on) {
     q->use_dnnl = on;
 }
 
-/* Row sums of the weights (built once). */
+/* Row sums of the weights and per-output scale / zero point / bias arrays
+ * (built once from the buffers). */
 static bx_status ql_prepare(bx_module *m, ql_impl *q) {
     if (q->ready) return BX_OK;
     const bx_tensor *w = bx_module_buffer(m, "weight_int8");
+    const bx_tensor *ws = bx_module_buffer(m, "weight_scales"), *wz = bx_module_buffer(m, "weight_zero_points");
+    const bx_tensor *bias = bx_module_buffer(m, "bias");
     int64_t O = w->shape[0], K = w->shape[1];
-    q->wsum = bx__malloc(sizeof(int64_t) * (size_t)(O ? O : 1));
-    if (!q->wsum) return bx__error(BX_ERR_NOMEM, "QuantizedLinear: out of memory");
+    size_t n = (size_t)(O ? O : 1);
+    q->wsum = bx__malloc(sizeof(int64_t) * n);
+    q->sw = bx__malloc(sizeof(double) * n);
+    q->zw = bx__malloc(sizeof(int64_t) * n);
+    q->bias = bx__malloc(sizeof(double) * n);
+    if (!q->wsum || !q->sw || !q->zw || !q->bias) return bx__error(BX_ERR_NOMEM, "QuantizedLinear: out of memory");
     const int8_t *wp = w->data;
+    bool per_channel = bx_numel(ws) != 1;
     for (int64_t o = 0; o < O; o++) {
         int64_t s = 0;
         for (int64_t k = 0; k < K; k++) s += wp[o * K + k];
         q->wsum[o] = s;
+        q->sw[o] = bx_get(ws, per_channel ? o : 0);
+        q->zw[o] = (int64_t)bx_get(wz, per_channel ? o : 0);
+        q->bias[o] = bias ? bx_get(bias, o) : 0.0;
     }
     q->ready = true;
     return BX_OK;
@@ -327,33 +357,33 @@ static void ql_gemm_ref(const uint8_t *x, const int8_t *w, int32_t *acc, int64_t
         }
 }
 
-/* Zero-point corrections and F5 requantisation of acc into y. */
+/* Zero-point corrections and F5 requantisation of acc into y, vectorised
+ * over outputs: a = acc - zx*wsum - zw*xsum + K*zx*zw (exact integers),
+ * v = a*sx*sw + bias (double, F5's order), yq = clamp(nearbyint(v/so) + zo). */
 static void ql_requant(const bx_module *m, const ql_impl *q, const uint8_t *x, const int32_t *acc, uint8_t *y,
                        int64_t M, int64_t K, int64_t O) {
-    const bx_tensor *ws = bx_module_buffer(m, "weight_scales"), *wz = bx_module_buffer(m, "weight_zero_points");
-    const bx_tensor *bias = bx_module_buffer(m, "bias");
-    double sx = bx_get(bx_module_buffer(m, "input_scale"), 0);
-    int64_t zx = (int64_t)bx_get(bx_module_buffer(m, "input_zero_point"), 0);
-    double so = bx_get(bx_module_buffer(m, "scale"), 0);
-    int64_t zo = (int64_t)bx_get(bx_module_buffer(m, "zero_point"), 0);
-    bool per_channel = bx_numel(ws) != 1;
-    const double *swp = ws->data;
-    const int64_t *zwp = wz->data;
-    const float *bp = bias ? bias->data : NULL;
+    const double sx = bx_get(bx_module_buffer(m, "input_scale"), 0);
+    const int64_t zx = (int64_t)bx_get(bx_module_buffer(m, "input_zero_point"), 0);
+    const double so = bx_get(bx_module_buffer(m, "scale"), 0);
+    const double zo = bx_get(bx_module_buffer(m, "zero_point"), 0);
+    const double lo = q->relu ? zo : 0.0;
+    const int64_t *wsum = q->wsum, *zw = q->zw;
+    const double *sw = q->sw, *bias = q->bias;
     for (int64_t i = 0; i < M; i++) {
+        const uint8_t *xr = x + i * K;
         int64_t xsum = 0;
-        for (int64_t k = 0; k < K; k++) xsum += x[i * K + k];
+#pragma omp simd reduction(+ : xsum)
+        for (int64_t k = 0; k < K; k++) xsum += xr[k];
+        const int32_t *ar = acc + i * O;
+        uint8_t *yr = y + i * O;
+#pragma omp simd
         for (int64_t o = 0; o < O; o++) {
-            int64_t c = per_channel ? o : 0;
-            int64_t zw = zwp[c];
-            int64_t a = (int64_t)acc[i * O + o] - zx * q->wsum[o] - zw * xsum + K * zx * zw;
-            double v = (double)a * sx * swp[c] + (bp ? (double)bp[o] : 0.0);
-            double r = nearbyint(v / so);
-            int64_t yq = r >= -1e9 && r <= 1e9 ? (int64_t)r + zo : (r > 0 ? 255 : 0);
-            if (yq < 0) yq = 0;
-            if (yq > 255) yq = 255;
-            if (q->relu && yq < zo) yq = zo;
-            y[i * O + o] = (uint8_t)yq;
+            int64_t a = (int64_t)ar[o] - zx * wsum[o] - zw[o] * xsum + K * zx * zw[o];
+            double v = (double)a * sx * sw[o] + bias[o];
+            double r = nearbyint(v / so) + zo;
+            r = r < lo ? lo : r;
+            r = r > 255.0 ? 255.0 : r;
+            yr[o] = (uint8_t)(int32_t)r;
         }
     }
 }
