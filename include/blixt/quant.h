@@ -133,6 +133,13 @@ bx_module *bx_fake_quant_observer(const bx_module *fq);
  * as bx_observer_qparams. */
 bx_status bx_fake_quant_calculate_qparams(const bx_module *fq, bx_tensor **scale, bx_tensor **zp);
 
+/* bx_module_load_state_dict for models holding observers / fake-quants:
+ * per-channel min_val/max_val and scale/zero_point buffers are first
+ * re-created with the lengths found in sd (a fresh per-channel observer
+ * holds [0]-shaped min/max until its first batch, as in torch), keeping the
+ * buffer order. Same errors as bx_module_load_state_dict. */
+bx_status bx_quant_load_state_dict(bx_module *m, const bx_named_tensors *sd, bool strict);
+
 /* ---- qconfigs --------------------------------------------------------------- */
 typedef struct bx_qconfig {
     bx_fake_quant_opts activation;

@@ -185,3 +185,41 @@ bx_status bx_qconfig_default_qat(const char *backend, int version, bx_qconfig *o
     }
     return BX_OK;
 }
+
+/* ---- state dict ---------------------------------------------------------------- */
+
+/* Re-creates buffers a/b of m with the lengths stored under prefix.a and
+ * prefix.b in sd when they differ (per-channel state: [0] -> [C]), keeping
+ * their order; torch's observers and fake-quants resize the same way in
+ * _load_from_state_dict. */
+static bx_status resize_pair(bx_module *m, const char *prefix, const char *a, const char *b, bx_dtype dta,
+                             bx_dtype dtb, const bx_named_tensors *sd) {
+    char ka[512], kb[512];
+    snprintf(ka, sizeof ka, "%s%s%s", prefix, *prefix ? "." : "", a);
+    snprintf(kb, sizeof kb, "%s%s%s", prefix, *prefix ? "." : "", b);
+    const bx_tensor *ta = bx_named_tensors_get(sd, ka), *tb = bx_named_tensors_get(sd, kb);
+    const bx_tensor *ca = bx_module_buffer(m, a), *cb = bx_module_buffer(m, b);
+    if (!ta || !tb || !ca || !cb || ta->ndim != 1 || tb->ndim != 1) return BX_OK;
+    if (bx_numel(ta) == bx_numel(ca) && bx_numel(tb) == bx_numel(cb)) return BX_OK;
+    if (!bx__quant_replace_buffer(m, a, dta, bx_numel(ta)) || !bx__quant_replace_buffer(m, b, dtb, bx_numel(tb)))
+        return bx__error(BX_ERR_NOMEM, "load_state_dict: out of memory");
+    return BX_OK;
+}
+
+/* Loads a state dict into a model holding observers / fake-quants whose
+ * per-channel buffers may still be empty; see quant.h. */
+bx_status bx_quant_load_state_dict(bx_module *m, const bx_named_tensors *sd, bool strict) {
+    if (!m || !sd) return bx__error(BX_ERR_INVALID, "load_state_dict: model or state dict is NULL");
+    bx_named_modules *mods = bx_module_named_modules(m);
+    if (!mods) return bx__error(BX_ERR_NOMEM, "load_state_dict: out of memory");
+    bx_status rc = BX_OK;
+    for (int i = 0; i < mods->n && rc == BX_OK; i++) {
+        bx_module *c = mods->modules[i];
+        if (bx_module_is_observer(c))
+            rc = resize_pair(c, mods->names[i], "min_val", "max_val", BX_F32, BX_F32, sd);
+        else if (bx_module_is_fake_quant(c))
+            rc = resize_pair(c, mods->names[i], "scale", "zero_point", BX_F32, BX_I32, sd);
+    }
+    bx_named_modules_free(mods);
+    return rc == BX_OK ? bx_module_load_state_dict(m, sd, strict) : rc;
+}

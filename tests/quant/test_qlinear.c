@@ -241,6 +241,50 @@ static void test_convert_save_load(void) {
     bx_module_free(net);
 }
 
+/* Observer / fake-quant state saved and loaded into a fresh QAT model (the
+ * per-channel buffers are still [0] there): same state, same outputs. */
+static void test_state_roundtrip(void) {
+    bx_qconfig qc;
+    CHECK_OK(bx_qconfig_default_qat("fbgemm", 1, &qc));
+    bx_module *a = bx_nn_linear(5, 3, true, NULL), *b = bx_nn_linear(5, 3, true, NULL);
+    bx_rng r;
+    bx_rng_init(&r, 9);
+    int64_t ws[2] = {3, 5}, xs[2] = {4, 5};
+    bx_tensor *w = tu_rand_param(&r, 2, ws, -1, 1);
+    bx_copy(bx_module_param(a, "weight"), w);
+    CHECK_OK(bx_qat_prepare_layer(a, &qc, false));
+    CHECK_OK(bx_qat_prepare_layer(b, &qc, false));
+    bx_tensor *x = tu_rand_param(&r, 2, xs, -2, 2);
+    x->requires_grad = false;
+    bx_step *st = bx_step_new();
+    for (int i = 0; i < 2; i++) {
+        bx_step_reset(st);
+        bx_module_forward(a, st, x);
+    }
+    bx_named_tensors *sd = bx_module_state_dict(a);
+    CHECK_ERR(bx_module_load_state_dict(b, sd, true), BX_ERR_SHAPE, "size mismatch");
+    CHECK_OK(bx_quant_load_state_dict(b, sd, true));
+    bx_named_tensors *sb = bx_module_state_dict(b);
+    CHECK_EQ_INT(sd->n, sb->n);
+    for (int i = 0; i < sd->n && i < sb->n; i++) {
+        CHECK(strcmp(sd->names[i], sb->names[i]) == 0);
+        CHECK_EQ_INT(bx_numel(sd->tensors[i]), bx_numel(sb->tensors[i]));
+        for (int64_t j = 0; j < bx_numel(sd->tensors[i]) && j < bx_numel(sb->tensors[i]); j++)
+            CHECK(bx_get(sd->tensors[i], j) == bx_get(sb->tensors[i], j));
+    }
+    bx_named_tensors_free(sb);
+    bx_named_tensors_free(sd);
+    bx_step_reset(st);
+    bx_tensor *ya = bx_module_forward(a, st, x), *yb = bx_module_forward(b, st, x);
+    CHECK(bx_step_status(st) == BX_OK);
+    for (int64_t i = 0; i < bx_numel(ya); i++) CHECK(bx_get(ya, i) == bx_get(yb, i));
+    bx_step_free(st);
+    bx_tensor_free(x);
+    bx_tensor_free(w);
+    bx_module_free(a);
+    bx_module_free(b);
+}
+
 static void test_conv_bn_fold(void) {
     bx_rng r;
     bx_rng_init(&r, 5);
@@ -281,5 +325,6 @@ int main(void) {
     test_prepare();
     test_convert_save_load();
     test_conv_bn_fold();
+    test_state_roundtrip();
     return tu_finish("quant/qlinear");
 }
