@@ -19,9 +19,9 @@
  *    reparametrisation hook, output fake-quant through a forward hook),
  *    Linear+ReLU fusion, Conv+BatchNorm folding;
  *  - conversion to real int8 modules ("Quantize", "QuantizedLinear",
- *    "QuantizedLinearReLU", "DeQuantize") run with oneDNN u8s8->s32 matmul
- *    (prepacked weights) and F5 requantisation, saved to and loaded from
- *    safetensors.
+ *    "QuantizedLinearReLU", "QuantizedConv2d[ReLU]", "DeQuantize") run with
+ *    a oneDNN u8s8->s32 matmul (prepacked weights) and F5 requantisation,
+ *    saved to and loaded from safetensors.
  * See docs/quantization-engine.md. */
 #ifndef BLIXT_QUANT_H
 #define BLIXT_QUANT_H
@@ -192,6 +192,14 @@ bx_module *bx_dequantize_new(double scale, int64_t zero_point);
 bx_module *bx_quantized_linear_new(const bx_tensor *w_int8, const bx_tensor *w_scale,
                                    const bx_tensor *w_zp, const bx_tensor *bias, double in_scale,
                                    int64_t in_zp, double out_scale, int64_t out_zp, bool relu);
+/* QuantizedConv2d[ReLU]: u8 (N,C,H,W) -> u8 (N,O,H',W'), groups 1 and
+ * explicit padding (o NULL = BX_CONV2D_OPTS_INIT); w_int8 i8 (O,C,kh,kw),
+ * the rest as bx_quantized_linear_new. Computed as im2col (padding = the
+ * input zero point) + the quantized linear kernel. NULL + BX_ERR_SHAPE /
+ * BX_ERR_UNSUPPORTED (groups, padding='same'). */
+bx_module *bx_quantized_conv2d_new(const bx_tensor *w_int8, const bx_tensor *w_scale, const bx_tensor *w_zp,
+                                   const bx_tensor *bias, const bx_conv2d_opts *o, double in_scale, int64_t in_zp,
+                                   double out_scale, int64_t out_zp, bool relu);
 /* The qparams of an int8 module: a Quantize's or QuantizedLinear's output,
  * a DeQuantize's input. False for other modules. */
 bool bx_quant_module_qparams(const bx_module *m, double *scale, int64_t *zero_point);
@@ -204,9 +212,10 @@ void bx_quantized_linear_use_onednn(bx_module *ql, bool on);
 
 /* Converts a prepared QAT model whose forward runs its children in order
  * (a Sequential, or a user module like torch's QuantStub -> fc1 -> relu ->
- * fc2 -> DeQuantStub) made of QuantStub, prepared Linear layers,
- * Identity/Dropout and DeQuantStub, into a new int8 Sequential of
- * Quantize / QuantizedLinear[ReLU] / DeQuantize (torch convert()): each
+ * fc2 -> DeQuantStub) made of QuantStub, prepared Linear / Conv2d layers,
+ * Flatten, Identity/Dropout and DeQuantStub, into a new int8 Sequential of
+ * Quantize / QuantizedLinear[ReLU] / QuantizedConv2d[ReLU] / Flatten /
+ * DeQuantize (torch convert()): each
  * weight fake-quant observes the weight once more, weights are quantised
  * with its F2 qparams (float32 reciprocal, nearbyint, clamp), output qparams
  * come from the activation observers (F2). The QAT model is left unchanged
@@ -216,8 +225,9 @@ void bx_quantized_linear_use_onednn(bx_module *ql, bool on);
 bx_status bx_quant_convert(bx_module *qat_seq, bx_module **out);
 
 /* Saves an int8 Sequential from bx_quant_convert to safetensors (int8
- * weights, scales, zero points, biases; the layer list in metadata
- * "blixt.quant.layers"). Errors: BX_ERR_IO, BX_ERR_UNSUPPORTED. */
+ * weights, scales, zero points, biases; the layer list with conv and
+ * flatten options in metadata "blixt.quant.layers"). Errors: BX_ERR_IO,
+ * BX_ERR_UNSUPPORTED. */
 bx_status bx_quant_save(const bx_module *qmodel, const char *path);
 /* Loads what bx_quant_save wrote into a new int8 Sequential (caller owns).
  * Errors: BX_ERR_IO, BX_ERR_FORMAT (missing tensors or metadata). */

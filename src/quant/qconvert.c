@@ -8,12 +8,15 @@
  *                  its observer's F2 qparams quantise the weight
  *                  (zp + nearbyint(w*(1/scale)), clamped to the observer's
  *                  range), the output qparams are the activation observer's F2;
+ *   prepared Conv2d[+ReLU] -> QuantizedConv2d[ReLU] (same rules);
+ *   Flatten -> Flatten (a reshape of the quint8 tensor);
  *   Identity, Dropout -> dropped (identity at inference);
  *   DeQuantStub -> DeQuantize(the previous layer's output qparams).
  * File format (bx_quant_save): the int8 Sequential's state dict in
  * safetensors plus metadata "blixt.quant.layers", a JSON list with one
  * object per layer: {"type": "Quantize"|"DeQuantize", "scale", "zero_point"}
- * or {"type": "QuantizedLinear", "relu": bool}. */
+ * or {"type": "QuantizedLinear[ReLU]", "relu": bool}, conv layers with
+ * "stride"/"padding"/"dilation" pairs, Flatten with "start_dim"/"end_dim". */
 #include "quant/quant_int.h"
 #include "blixt/safetensors.h"
 
@@ -24,6 +27,16 @@
 #include <string.h>
 
 static bool is_type(const bx_module *m, const char *name) { return strcmp(bx_module_type_name(m), name) == 0; }
+
+/* Flatten's dims, read from its repr ("start_dim=1, end_dim=-1"). */
+static void flatten_dims(const bx_module *m, int *sd, int *ed) {
+    char rep[128];
+    bx_module_repr(m, rep, sizeof rep);
+    const char *p = strstr(rep, "start_dim=");
+    if (p) *sd = atoi(p + 10);
+    p = strstr(rep, "end_dim=");
+    if (p) *ed = atoi(p + 8);
+}
 
 /* Weight quantisation with the observer's F2 qparams. */
 static bx_tensor *quantize_weight(const bx_tensor *w, const bx_tensor *scale, const bx_tensor *zp, int qmin,
@@ -61,7 +74,9 @@ static bx_status convert_linear(bx_module *l, bool relu, double in_s, int64_t in
     bx_module *wfq = bx_module_child(l, "weight_fake_quant"), *afq = bx_module_child(l, "activation_post_process");
     bx_tensor *w = bx_module_param(l, "weight");
     if (!wfq || !afq || !w) return bx__error(BX_ERR_INVALID, "convert: prepared layer lacks weight or fake-quants");
-    if (!is_type(l, "Linear")) return bx__error(BX_ERR_UNSUPPORTED, "convert: %s is not supported yet", bx_module_type_name(l));
+    bool conv = is_type(l, "Conv2d");
+    bx_conv2d_opts co = BX_CONV2D_OPTS_INIT;
+    if (conv && bx_conv2d_get_opts(l, &co) != BX_OK) return BX_ERR_INVALID;
     /* weight_post_process(mod.weight): one more forward of the weight fake-quant */
     bx_step *st = bx_step_new();
     if (!st) return BX_ERR_NOMEM;
@@ -81,7 +96,9 @@ static bx_status convert_linear(bx_module *l, bool relu, double in_s, int64_t in
     int64_t oz = 0;
     rc = wq ? fq_qparams(afq, &os, &oz) : BX_ERR_NOMEM;
     if (rc == BX_OK) {
-        *out = bx_quantized_linear_new(wq, ws, wz, bx_module_param(l, "bias"), in_s, in_z, os, oz, relu);
+        bx_tensor *b = bx_module_param(l, "bias");
+        *out = conv ? bx_quantized_conv2d_new(wq, ws, wz, b, &co, in_s, in_z, os, oz, relu)
+                    : bx_quantized_linear_new(wq, ws, wz, b, in_s, in_z, os, oz, relu);
         if (!*out) rc = BX_ERR_INVALID;
     }
     bx_tensor_free(wq);
@@ -124,6 +141,10 @@ bx_status bx_quant_convert(bx_module *qat_seq, bx_module **out) {
             else bx__error(rc, "convert: layer '%s': %s", name, bx_errmsg());
         } else if (is_type(c, "Identity") || is_type(c, "Dropout")) {
             continue;
+        } else if (is_type(c, "Flatten")) { /* a reshape: works on quint8 as is */
+            int sd = 1, ed = -1;
+            flatten_dims(c, &sd, &ed);
+            q = bx_nn_flatten(sd, ed);
         } else if (bx__is_dequant_stub(c)) {
             q = bx_dequantize_new(cur_s, cur_z);
             have_q = false;
@@ -164,6 +185,18 @@ bx_status bx_quant_save(const bx_module *qmodel, const char *path) {
             json_object_set_new(o, "zero_point", json_integer(z));
         } else if (bx__is_quantized_linear(c)) {
             json_object_set_new(o, "relu", json_boolean(is_type(c, "QuantizedLinearReLU")));
+        } else if (bx__is_quantized_conv2d(c)) {
+            bx_conv2d_opts co;
+            bx__quantized_conv2d_opts(c, &co);
+            json_object_set_new(o, "relu", json_boolean(is_type(c, "QuantizedConv2dReLU")));
+            json_object_set_new(o, "stride", json_pack("[ii]", co.stride[0], co.stride[1]));
+            json_object_set_new(o, "padding", json_pack("[ii]", co.padding[0], co.padding[1]));
+            json_object_set_new(o, "dilation", json_pack("[ii]", co.dilation[0], co.dilation[1]));
+        } else if (is_type(c, "Flatten")) {
+            int sdim = 1, ed = -1;
+            flatten_dims(c, &sdim, &ed);
+            json_object_set_new(o, "start_dim", json_integer(sdim));
+            json_object_set_new(o, "end_dim", json_integer(ed));
         } else {
             json_decref(o);
             rc = bx__error(BX_ERR_UNSUPPORTED, "quant save: child %d is a %s", i, bx_module_type_name(c));
@@ -213,7 +246,11 @@ bx_status bx_quant_load(const char *path, bx_module **out) {
             int64_t z = json_integer_value(json_object_get(o, "zero_point"));
             m = type[0] == 'Q' ? bx_quantize_new(s, z) : bx_dequantize_new(s, z);
             if (!m) rc = bx__error(BX_ERR_FORMAT, "quant load '%s': layer %zu: %s", path, i, bx_errmsg());
-        } else if (strcmp(type, "QuantizedLinear") == 0 || strcmp(type, "QuantizedLinearReLU") == 0) {
+        } else if (strcmp(type, "Flatten") == 0) {
+            m = bx_nn_flatten((int)json_integer_value(json_object_get(o, "start_dim")),
+                              (int)json_integer_value(json_object_get(o, "end_dim")));
+            if (!m) rc = bx__error(BX_ERR_FORMAT, "quant load '%s': layer %zu: %s", path, i, bx_errmsg());
+        } else if (strncmp(type, "QuantizedLinear", 15) == 0 || strncmp(type, "QuantizedConv2d", 15) == 0) {
             int k = (int)i;
             const bx_tensor *wq = need(f, path, k, "weight_int8", &rc), *ws = need(f, path, k, "weight_scales", &rc),
                             *wz = need(f, path, k, "weight_zero_points", &rc), *sc = need(f, path, k, "scale", &rc),
@@ -223,8 +260,24 @@ bx_status bx_quant_load(const char *path, bx_module **out) {
             snprintf(bn, sizeof bn, "%d.bias", k);
             const bx_tensor *bias = bx_st_get(f, bn);
             if (rc == BX_OK) {
-                m = bx_quantized_linear_new(wq, ws, wz, bias, bx_get(is, 0), (int64_t)bx_get(iz, 0), bx_get(sc, 0),
-                                            (int64_t)bx_get(zp, 0), json_is_true(json_object_get(o, "relu")));
+                bool relu = json_is_true(json_object_get(o, "relu"));
+                if (type[9] == 'C') {
+                    bx_conv2d_opts co = BX_CONV2D_OPTS_INIT;
+                    static const char *const keys[3] = {"stride", "padding", "dilation"};
+                    int *dst[3] = {co.stride, co.padding, co.dilation};
+                    for (int j = 0; j < 3; j++) {
+                        json_t *a = json_object_get(o, keys[j]);
+                        if (json_array_size(a) == 2) {
+                            dst[j][0] = (int)json_integer_value(json_array_get(a, 0));
+                            dst[j][1] = (int)json_integer_value(json_array_get(a, 1));
+                        }
+                    }
+                    m = bx_quantized_conv2d_new(wq, ws, wz, bias, &co, bx_get(is, 0), (int64_t)bx_get(iz, 0),
+                                                bx_get(sc, 0), (int64_t)bx_get(zp, 0), relu);
+                } else {
+                    m = bx_quantized_linear_new(wq, ws, wz, bias, bx_get(is, 0), (int64_t)bx_get(iz, 0),
+                                                bx_get(sc, 0), (int64_t)bx_get(zp, 0), relu);
+                }
                 if (!m) rc = bx__error(BX_ERR_FORMAT, "quant load '%s': layer %zu: %s", path, i, bx_errmsg());
             }
         } else {

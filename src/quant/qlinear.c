@@ -185,7 +185,7 @@ bool bx__qmodule_out_qparams(const bx_module *m, double *scale, int64_t *zp) {
         *zp = q->zp;
         return true;
     }
-    if (bx__is_quantized_linear(m)) {
+    if (bx__is_quantized_linear(m) || bx__is_quantized_conv2d(m)) {
         *scale = bx_get(bx_module_buffer(m, "scale"), 0);
         *zp = (int64_t)bx_get(bx_module_buffer(m, "zero_point"), 0);
         return true;

@@ -32,6 +32,8 @@ bool bx__is_dequant_stub(const bx_module *m);
 bool bx__is_quantize(const bx_module *m);
 bool bx__is_dequantize(const bx_module *m);
 bool bx__is_quantized_linear(const bx_module *m);
+bool bx__is_quantized_conv2d(const bx_module *m);
+bx_status bx__quantized_conv2d_opts(const bx_module *m, bx_conv2d_opts *o);
 /* Qparams of an int8 module: Quantize/QuantizedLinear output, DeQuantize input. */
 bool bx__qmodule_out_qparams(const bx_module *m, double *scale, int64_t *zp);
 

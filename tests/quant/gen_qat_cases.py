@@ -169,8 +169,65 @@ def convert_case(name, qconfig_name, engine, sizes, batches=5, lr=0.05):
                    args, 1e-4, 1e-5))
 
 
+class ConvNet(nn.Module):
+    def __init__(self, relu, **kw):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv = nn.Conv2d(3, 5, 3, **kw)
+        self.relu = nn.ReLU() if relu else nn.Identity()
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.relu(self.conv(self.quant(x))))
+
+
+def qconv_data(prefix, t, meta_out, qconfig_name, engine, relu, **kw):
+    """A QAT Conv2d[+ReLU] converted by torch on `engine`: its quantized
+    parameters, an input and torch's integer output, for test_qconv.c."""
+    torch.manual_seed(zlib.crc32(prefix.encode()) % 1000)
+    torch.backends.quantized.engine = engine
+    m = ConvNet(relu, **kw)
+    m.qconfig = tq.get_default_qat_qconfig(qconfig_name)
+    m.train()
+    if relu:
+        tq.fuse_modules_qat(m, [["conv", "relu"]], inplace=True)
+    tq.prepare_qat(m, inplace=True)
+    for _ in range(3):
+        m(torch.randn(2, 3, 9, 8))
+    m.eval()
+    q = tq.convert(m, inplace=False)
+    x = torch.randn(2, 3, 9, 8) * 1.2
+    outs = {}
+    q.conv.register_forward_hook(lambda mod, i, o: outs.__setitem__("q", o))
+    with torch.no_grad():
+        y = q(x)
+    w = q.conv.weight()
+    t[prefix + ".x"] = npy(x)
+    t[prefix + ".weight_int8"] = npy(w.int_repr())
+    if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        t[prefix + ".weight_scales"] = npy(w.q_per_channel_scales()).astype(np.float64)
+        t[prefix + ".weight_zero_points"] = npy(w.q_per_channel_zero_points()).astype(np.int64)
+    else:
+        t[prefix + ".weight_scales"] = np.array([w.q_scale()], dtype=np.float64)
+        t[prefix + ".weight_zero_points"] = np.array([w.q_zero_point()], dtype=np.int64)
+    t[prefix + ".bias"] = npy(q.conv.bias())
+    t[prefix + ".scale"] = np.array(float(q.conv.scale), dtype=np.float64)
+    t[prefix + ".zero_point"] = np.array(int(q.conv.zero_point), dtype=np.int64)
+    t[prefix + ".input_scale"] = np.array(float(q.quant.scale), dtype=np.float64)
+    t[prefix + ".input_zero_point"] = np.array(int(q.quant.zero_point), dtype=np.int64)
+    t[prefix + ".y_quint8"] = npy(outs["q"].int_repr())
+    t[prefix + ".y"] = npy(y)
+    meta_out[prefix] = json.dumps({"relu": relu, "stride": list(m.conv.stride), "padding": list(m.conv.padding),
+                                   "dilation": list(m.conv.dilation), "engine": engine, "qconfig": qconfig_name})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    t, mo = {}, {}
+    qconv_data("a", t, mo, "fbgemm", "onednn", True, stride=2, padding=1)
+    qconv_data("b", t, mo, "qnnpack", "qnnpack", False, dilation=2, padding=(0, 2))
+    qconv_data("c", t, mo, "qnnpack", "onednn", True, stride=(1, 2))
+    save_file(os.path.join(HERE, "qconv_torch.safetensors"), t, mo)
     fq_case("qatx_fq_reduce_range", "FakeQuantize", "MovingAverageMinMaxObserver", 5, (4, 6), randn,
             quant_min=0, quant_max=255, reduce_range=True)
     fq_case("qatx_fq_pc_affine_axis1", "FakeQuantize", "MovingAveragePerChannelMinMaxObserver", 4, (3, 5, 2),
