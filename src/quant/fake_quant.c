@@ -24,18 +24,18 @@ static bool flag(const bx_module *m, const char *name) {
     return t && bx_numel(t) > 0 && bx_get(t, 0) != 0.0;
 }
 
-/* Copies scale/zero-point values into the module's buffers, re-creating them
- * when the length changes (per-channel: [1] -> [C]). */
-static bx_status store_qparams(bx_module *m, const bx_tensor *s, const bx_tensor *z) {
+/* Recomputes the module's scale/zero_point buffers from the observer,
+ * re-creating them only when the length changes (per-channel: [1] -> [C]),
+ * so a steady-state step allocates nothing. */
+static bx_status update_qparams(bx_module *m, const bx_module *obs, bool fused) {
     bx_tensor *sb = bx_module_buffer(m, "scale"), *zb = bx_module_buffer(m, "zero_point");
-    int64_t n = bx_numel(s);
-    if (!sb || !zb || bx_numel(sb) != n || bx_numel(zb) != n) {
+    int64_t n = bx__observer_nqparams(obs);
+    if (!sb || !zb || bx_numel(sb) != n || bx_numel(zb) != n || sb->dtype != BX_F32 || zb->dtype != BX_I32) {
         sb = bx__quant_replace_buffer(m, "scale", BX_F32, n);
         zb = sb ? bx__quant_replace_buffer(m, "zero_point", BX_I32, n) : NULL;
         if (!zb) return bx__error(BX_ERR_NOMEM, "fake_quant: out of memory");
     }
-    memcpy(sb->data, s->data, sizeof(float) * (size_t)n);
-    memcpy(zb->data, z->data, sizeof(int32_t) * (size_t)n);
+    bx__observer_qparams_into(obs, fused, sb->data, zb->data);
     return BX_OK;
 }
 
@@ -52,11 +52,7 @@ static bx_tensor *fq_forward(bx_module *m, bx_step *st, bx_tensor *x) {
         return bx_step_fail(st, BX_ERR_SHAPE, "%s: %s", bx_module_type_name(m), bx_errmsg());
     bool update = fi->o.fused ? fq_on : obs_on;
     if (update) {
-        bx_tensor *s = NULL, *z = NULL;
-        bx_status rc = bx_observer_qparams(obs, fi->o.fused, &s, &z);
-        if (rc == BX_OK) rc = store_qparams(m, s, z);
-        bx_tensor_free(s);
-        bx_tensor_free(z);
+        bx_status rc = update_qparams(m, obs, fi->o.fused);
         if (rc != BX_OK) return bx_step_fail(st, rc, "%s: %s", bx_module_type_name(m), bx_errmsg());
     }
     if (!fq_on) return x;

@@ -59,9 +59,10 @@ static bx_tensor *fake_quant(bx_step *st, const char *op, bx_tensor *x, float s0
         for (int d = ax + 1; d < x->ndim; d++) inner *= x->shape[d];
         char b2[64], b3[64];
         if (scale_t->dtype != BX_F32 || bx_numel(scale_t) != C || !zp_t || bx_numel(zp_t) != C ||
-            (zp_t->dtype != BX_I32 && zp_t->dtype != BX_I64))
+            (zp_t->dtype != BX_I32 && zp_t->dtype != BX_I64) || !bx_is_contiguous(scale_t) || !bx_is_contiguous(zp_t))
             return bx_step_fail(st, BX_ERR_SHAPE,
-                                "%s: x %s along axis %d needs f32 scale and i32/i64 zero_point of %lld entries, got "
+                                "%s: x %s along axis %d needs contiguous f32 scale and i32/i64 zero_point of %lld "
+                                "entries, got "
                                 "scale %s and zero_point %s",
                                 op, bx_shape_str(x, b, sizeof b), ax, (long long)C,
                                 bx_shape_str(scale_t, b2, sizeof b2),
@@ -82,12 +83,18 @@ static bx_tensor *fake_quant(bx_step *st, const char *op, bx_tensor *x, float s0
         float inv = 1.0f / s0;
         for (int64_t i = 0; i < n; i++) yp[i] = fq1(xp[i], s0, inv, z0, qmin, qmax, &mask[i]);
     } else {
-        for (int64_t i = 0; i < n; i++) {
-            int64_t c = (i / inner) % C;
-            float s = ((const float *)scale_t->data)[c];
-            int64_t z = (int64_t)bx_get(zp_t, c);
-            yp[i] = fq1(xp[i], s, 1.0f / s, z, qmin, qmax, &mask[i]);
-        }
+        int64_t outer = C && inner ? n / (C * inner) : 0;
+        for (int64_t c = 0; c < C; c++)
+            if (!(((const float *)scale_t->data)[c] > 0.0f))
+                return bx_step_fail(st, BX_ERR_INVALID, "%s: scale[%lld] = %g must be positive", op, (long long)c,
+                                    (double)((const float *)scale_t->data)[c]);
+        for (int64_t a = 0; a < outer; a++)
+            for (int64_t c = 0; c < C; c++) {
+                float s = ((const float *)scale_t->data)[c], inv = 1.0f / s;
+                int64_t z = zp_t->dtype == BX_I32 ? ((const int32_t *)zp_t->data)[c] : ((const int64_t *)zp_t->data)[c];
+                int64_t base = (a * C + c) * inner;
+                for (int64_t i = base; i < base + inner; i++) yp[i] = fq1(xp[i], s, inv, z, qmin, qmax, &mask[i]);
+            }
     }
     void *ctxp = NULL;
     if (bx__record(st, op, fq_backward, y, 1, &x, sizeof(fq_ctx), &ctxp)) ((fq_ctx *)ctxp)->mask = mask;

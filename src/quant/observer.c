@@ -246,24 +246,36 @@ static float mavg(float v, float cur, float c) {
     return v + t;
 }
 
+static inline void minmax_upd(float v, float *mn, float *mx) {
+    /* torch's aminmax propagates NaN */
+    if (isnan(v)) {
+        *mn = *mx = v;
+        return;
+    }
+    if (v < *mn) *mn = v;
+    if (v > *mx) *mx = v;
+}
+
 /* Per-channel min/max of x along axis into mn/mx (C entries). */
 static void channel_minmax(const bx_tensor *x, int axis, float *mn, float *mx) {
-    int64_t C = x->shape[axis];
+    int64_t C = x->shape[axis], outer = 1, inner = 1;
+    for (int d = 0; d < axis; d++) outer *= x->shape[d];
+    for (int d = axis + 1; d < x->ndim; d++) inner *= x->shape[d];
     for (int64_t c = 0; c < C; c++) {
         mn[c] = INFINITY;
         mx[c] = -INFINITY;
     }
-    int64_t n = bx_numel(x);
     bool contig = bx_is_contiguous(x);
-    int64_t inner = 1;
-    for (int d = axis + 1; d < x->ndim; d++) inner *= x->shape[d];
-    for (int64_t i = 0; i < n; i++) {
-        float v = contig ? ((const float *)x->data)[i] : (float)bx_get(x, i);
-        int64_t c = (i / inner) % C;
-        /* torch's aminmax propagates NaN */
-        if (v < mn[c] || isnan(v)) mn[c] = isnan(mn[c]) ? mn[c] : v;
-        if (v > mx[c] || isnan(v)) mx[c] = isnan(mx[c]) ? mx[c] : v;
-    }
+    const float *p = x->data;
+    for (int64_t a = 0; a < outer; a++)
+        for (int64_t c = 0; c < C; c++) {
+            float lo = mn[c], hi = mx[c];
+            if (isnan(lo)) continue;
+            int64_t base = (a * C + c) * inner;
+            for (int64_t i = 0; i < inner; i++) minmax_upd(contig ? p[base + i] : (float)bx_get(x, base + i), &lo, &hi);
+            mn[c] = lo;
+            mx[c] = hi;
+        }
 }
 
 /* Observes x; see quant.h. */
@@ -329,7 +341,9 @@ bx_status bx_observer_observe(bx_module *obs, const bx_tensor *x) {
         return bx__error(BX_ERR_SHAPE, "observer: x %s has %lld channels along axis %d, observer has %lld",
                          bx_shape_str(x, b, sizeof b), (long long)C, axis, (long long)have);
     }
-    float *cur = bx__malloc(sizeof(float) * (size_t)(2 * C + 1));
+    /* a steady-state step must not allocate: the stack for up to 1024 channels */
+    float stack_buf[2048];
+    float *cur = 2 * C <= 2048 ? stack_buf : bx__malloc(sizeof(float) * (size_t)(2 * C + 1));
     if (!cur) return bx__error(BX_ERR_NOMEM, "observer: out of memory");
     channel_minmax(x, axis, cur, cur + C);
     if (have == 0) {
@@ -337,7 +351,7 @@ bx_status bx_observer_observe(bx_module *obs, const bx_tensor *x) {
         mnb = bx__quant_replace_buffer(obs, "min_val", BX_F32, C);
         mxb = mnb ? bx__quant_replace_buffer(obs, "max_val", BX_F32, C) : NULL;
         if (!mxb) {
-            bx__free(cur);
+            if (cur != stack_buf) bx__free(cur);
             return bx__error(BX_ERR_NOMEM, "observer: out of memory");
         }
         memcpy(mnb->data, cur, sizeof(float) * (size_t)C);
@@ -354,37 +368,29 @@ bx_status bx_observer_observe(bx_module *obs, const bx_tensor *x) {
             }
         }
     }
-    bx__free(cur);
+    if (cur != stack_buf) bx__free(cur);
     return BX_OK;
 }
 
-/* Qparams from the current state; see quant.h. */
-bx_status bx_observer_qparams(const bx_module *obs, bool fused, bx_tensor **scale, bx_tensor **zp) {
-    *scale = *zp = NULL;
-    if (!bx_module_is_observer(obs)) return bx__error(BX_ERR_INVALID, "observer: module is not an observer");
+/* Number of qparams the observer's state gives (1 for an unobserved
+ * per-channel observer). */
+int64_t bx__observer_nqparams(const bx_module *obs) {
+    int64_t n = bx_numel(bx_module_buffer(obs, "min_val"));
+    return n ? n : 1;
+}
+
+/* Qparams into caller arrays of bx__observer_nqparams entries. */
+void bx__observer_qparams_into(const bx_module *obs, bool fused, float *s, int32_t *z) {
     const bx__observer *ob = bx_module_impl(obs);
     const bx_tensor *mnb = bx_module_buffer(obs, "min_val"), *mxb = bx_module_buffer(obs, "max_val");
-    if (!mnb || !mxb) return bx__error(BX_ERR_STATE, "observer: min_val/max_val buffers missing");
     int64_t n = bx_numel(mnb);
-    if (n != bx_numel(mxb)) return bx__error(BX_ERR_STATE, "observer: min_val and max_val differ in size");
-    bool sym = is_symmetric(ob->o.qscheme);
-    float eps = ((const float *)bx_module_buffer(obs, "eps")->data)[0];
-    int64_t len = n ? n : 1;
-    *scale = bx_tensor_new(BX_F32, 1, &len);
-    *zp = bx_tensor_new(BX_I32, 1, &len);
-    if (!*scale || !*zp) {
-        bx_tensor_free(*scale);
-        bx_tensor_free(*zp);
-        *scale = *zp = NULL;
-        return bx__error(BX_ERR_NOMEM, "observer: out of memory");
-    }
-    float *s = (*scale)->data;
-    int32_t *z = (*zp)->data;
     if (n == 0) { /* unobserved per-channel observer: torch returns [1.0], [0] */
         s[0] = 1.0f;
         z[0] = 0;
-        return BX_OK;
+        return;
     }
+    bool sym = is_symmetric(ob->o.qscheme);
+    float eps = ((const float *)bx_module_buffer(obs, "eps")->data)[0];
     const float *mn = mnb->data, *mx = mxb->data;
     for (int64_t i = 0; i < n; i++) {
         if (fused)
@@ -393,5 +399,25 @@ bx_status bx_observer_qparams(const bx_module *obs, bool fused, bx_tensor **scal
             bx_qparams_python(mn[i], mx[i], ob->qmin, ob->qmax, sym, ob->o.dtype, ob->o.custom_range, eps, &s[i],
                               &z[i]);
     }
+}
+
+/* Qparams from the current state; see quant.h. */
+bx_status bx_observer_qparams(const bx_module *obs, bool fused, bx_tensor **scale, bx_tensor **zp) {
+    *scale = *zp = NULL;
+    if (!bx_module_is_observer(obs)) return bx__error(BX_ERR_INVALID, "observer: module is not an observer");
+    const bx_tensor *mnb = bx_module_buffer(obs, "min_val"), *mxb = bx_module_buffer(obs, "max_val");
+    if (!mnb || !mxb || !bx_module_buffer(obs, "eps"))
+        return bx__error(BX_ERR_STATE, "observer: eps/min_val/max_val buffers missing");
+    if (bx_numel(mnb) != bx_numel(mxb)) return bx__error(BX_ERR_STATE, "observer: min_val and max_val differ in size");
+    int64_t len = bx__observer_nqparams(obs);
+    *scale = bx_tensor_new(BX_F32, 1, &len);
+    *zp = bx_tensor_new(BX_I32, 1, &len);
+    if (!*scale || !*zp) {
+        bx_tensor_free(*scale);
+        bx_tensor_free(*zp);
+        *scale = *zp = NULL;
+        return bx__error(BX_ERR_NOMEM, "observer: out of memory");
+    }
+    bx__observer_qparams_into(obs, fused, (*scale)->data, (*zp)->data);
     return BX_OK;
 }

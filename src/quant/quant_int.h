@@ -21,6 +21,10 @@ bx_tensor *bx__quant_replace_buffer(bx_module *m, const char *name, bx_dtype dt,
 /* Effective range of an observer module (no checks). */
 void bx__observer_range(const bx_module *obs, int *qmin, int *qmax);
 bool bx__observer_per_channel(const bx_module *obs);
+/* Qparams count of the observer's state and the qparams written into
+ * caller arrays of that length (F3 when fused, else F2); no allocation. */
+int64_t bx__observer_nqparams(const bx_module *obs);
+void bx__observer_qparams_into(const bx_module *obs, bool fused, float *s, int32_t *z);
 bool bx__observer_symmetric(const bx_module *obs);
 
 /* QAT internals (qat_prepare.c) used by convert. */

@@ -285,6 +285,48 @@ static void test_state_roundtrip(void) {
     bx_module_free(b);
 }
 
+/* A QAT training step (fused fake-quants, per-channel weights) allocates
+ * nothing once warm; neither does int8 inference. */
+static void test_steady_state(void) {
+    bx_qconfig qc;
+    CHECK_OK(bx_qconfig_default_qat("fbgemm", 1, &qc));
+    bx_rng r;
+    bx_rng_init(&r, 2);
+    bx_module *net = bx_nn_sequential();
+    CHECK_OK(bx_sequential_append(net, bx_qat_quant_stub(&qc)));
+    CHECK_OK(bx_sequential_append(net, bx_nn_linear(12, 8, true, &r)));
+    CHECK_OK(bx_sequential_append(net, bx_nn_relu()));
+    CHECK_OK(bx_sequential_append(net, bx_nn_linear(8, 4, true, &r)));
+    CHECK_OK(bx_sequential_append(net, bx_qat_dequant_stub()));
+    CHECK_OK(bx_qat_fuse_linear_relu(net, "1", "2", &qc));
+    CHECK_OK(bx_qat_prepare_layer(bx_module_find(net, "3"), &qc, false));
+    int64_t xs[2] = {6, 12};
+    bx_tensor *x = tu_rand_param(&r, 2, xs, -1, 1);
+    x->requires_grad = false;
+    bx_step *st = bx_step_new();
+    uint64_t before = 0;
+    for (int i = 0; i < 6; i++) {
+        if (i == 3) before = bx_alloc_count();
+        bx_step_reset(st);
+        bx_module_zero_grad(net);
+        CHECK_OK(bx_backward(st, bx_sum(st, bx_module_forward(net, st, x), NULL, 0, false)));
+    }
+    CHECK_EQ_INT(bx_alloc_count() - before, 0);
+    bx_module *q = NULL;
+    CHECK_OK(bx_quant_convert(net, &q));
+    for (int i = 0; q && i < 6; i++) {
+        if (i == 3) before = bx_alloc_count();
+        bx_step_reset(st);
+        bx_module_forward(q, st, x);
+    }
+    CHECK(bx_step_status(st) == BX_OK);
+    CHECK_EQ_INT(bx_alloc_count() - before, 0);
+    bx_step_free(st);
+    bx_tensor_free(x);
+    bx_module_free(q);
+    bx_module_free(net);
+}
+
 static void test_conv_bn_fold(void) {
     bx_rng r;
     bx_rng_init(&r, 5);
@@ -326,5 +368,6 @@ int main(void) {
     test_convert_save_load();
     test_conv_bn_fold();
     test_state_roundtrip();
+    test_steady_state();
     return tu_finish("quant/qlinear");
 }
