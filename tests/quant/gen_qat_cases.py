@@ -79,6 +79,22 @@ def fq_case(name, module, observer, steps, shape, gen, **kw):
               meta(name, kind, "%s(%s) %s" % (module, observer, json.dumps(kw, default=str)), args, 1e-6, 1e-7))
 
 
+def fq_op_per_channel(name):
+    torch.manual_seed(zlib.crc32(name.encode()) % 1000)
+    x = (torch.randn(3, 4, 5) * 2).requires_grad_(True)
+    scales = [0.05, 0.125, 0.02, 0.3]
+    zps = [0, 3, -7, 10]
+    y = torch.fake_quantize_per_channel_affine(x, torch.tensor(scales), torch.tensor(zps, dtype=torch.int32), 1,
+                                               -128, 127)
+    g = torch.randn(3, 4, 5)
+    y.backward(g)
+    t = {"in.x": npy(x), "in.g": npy(g), "out.y": npy(y), "grad.x": npy(x.grad)}
+    args = {"scale": scales, "zero_point": zps, "axis": 1, "quant_min": -128, "quant_max": 127}
+    save_file(os.path.join(OUT, name + ".safetensors"), t,
+              meta(name, "fake_quantize", "fake_quantize_per_channel_affine(x, scale, zp, axis 1, -128, 127)", args,
+                   0, 0))
+
+
 def randn(k, shape):
     return torch.randn(shape) * (0.5 + k * 0.4) + 0.1 * k
 
@@ -244,6 +260,7 @@ def main():
     fq_case("qatx_fused_pc_conv_weight", "FusedMovingAvgObsFakeQuantize", "MovingAveragePerChannelMinMaxObserver",
             3, (6, 3, 2, 2), mixed_rows, quant_min=-128, quant_max=127, dtype=torch.qint8,
             qscheme=torch.per_channel_symmetric, averaging_constant=0.2)
+    fq_op_per_channel("qatx_fq_op_per_channel")
     convert_case("qatx_convert_qnnpack", "qnnpack", "qnnpack", [8, 16, 4])
     convert_case("qatx_convert_fbgemm_3layers", "fbgemm", "onednn", [10, 12, 7, 3])
     print("wrote", len(os.listdir(OUT)), "cases to", OUT)

@@ -71,7 +71,20 @@ static void run_fq_op(gcase *c) {
     json_t *sj = json_object_get(gc_args(c), "scale"), *zj = json_object_get(gc_args(c), "zero_point");
     bx_step *st = bx_step_new();
     bx_tensor *y;
-    if (json_is_array(sj)) {
+    const bx_tensor *ins = gc_get(c, "in.scale"), *inz = gc_get(c, "in.zero_point");
+    if (ins && inz && (bx_numel(ins) > 1 || json_object_get(gc_args(c), "axis") || json_object_get(gc_args(c), "ch_axis"))) {
+        /* per-channel qparams stored as tensors */
+        bx_tensor *s = bx_tensor_new(BX_F32, 1, (int64_t[]){bx_numel(ins)});
+        bx_tensor *z = bx_tensor_new(BX_I64, 1, (int64_t[]){bx_numel(inz)});
+        gc_own(c, s);
+        gc_own(c, z);
+        bx_copy(s, ins);
+        bx_copy(z, inz);
+        int axis = (int)gc_arg_int(c, "axis", gc_arg_int(c, "ch_axis", 0));
+        y = bx_fake_quantize_per_channel(st, x, s, z, axis, qmin, qmax);
+    } else if (ins) {
+        y = bx_fake_quantize(st, x, (float)bx_get(ins, 0), (int32_t)(inz ? bx_get(inz, 0) : 0), qmin, qmax);
+    } else if (json_is_array(sj)) {
         int64_t n = (int64_t)json_array_size(sj);
         bx_tensor *s = bx_tensor_new(BX_F32, 1, &n), *z = bx_tensor_new(BX_I64, 1, &n);
         gc_own(c, s);
