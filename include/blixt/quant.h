@@ -168,16 +168,19 @@ bool bx_qat_is_prepared(bx_module *m, bool *relu);
  * fake-quantises the model input. DeQuantStub: identity. Caller owns. */
 bx_module *bx_qat_quant_stub(const bx_qconfig *qc);
 bx_module *bx_qat_dequant_stub(void);
-/* torch.ao.quantization.fuse_modules for QAT on (Linear, ReLU) at dotted
- * paths of root: the ReLU is replaced by Identity and the Linear prepared
- * with fuse_relu. Errors: BX_ERR_NOT_FOUND, BX_ERR_INVALID (wrong types). */
+/* torch.ao.quantization.fuse_modules_qat on (Linear, ReLU) or (Conv2d,
+ * ReLU) at dotted paths of root: the ReLU is replaced by Identity and the
+ * layer prepared with fuse_relu (bx_qat_prepare_layer). For Conv+BN+ReLU
+ * fold the BatchNorm first (bx_fuse_conv_bn). Errors: BX_ERR_NOT_FOUND,
+ * BX_ERR_INVALID (wrong types, already prepared). */
 bx_status bx_qat_fuse_linear_relu(bx_module *root, const char *linear, const char *relu,
                                   const bx_qconfig *qc);
 /* Folds an eval-mode BatchNorm into the preceding Conv2d (or Linear) at
  * dotted paths (torch fuse_conv_bn_weights): w' = w*gamma/sqrt(var+eps),
- * b' = (b-mean)*gamma/sqrt(var+eps)+beta; the BatchNorm becomes Identity and
- * `relu` (optional path, may be NULL) is kept as is. Errors:
- * BX_ERR_NOT_FOUND, BX_ERR_INVALID. */
+ * b' = (b-mean)*gamma/sqrt(var+eps)+beta (a missing bias is created); the
+ * BatchNorm becomes Identity. Uses the running statistics, so do it on a
+ * trained (or loaded) model before preparing it. Errors: BX_ERR_NOT_FOUND,
+ * BX_ERR_INVALID. */
 bx_status bx_fuse_conv_bn(bx_module *root, const char *conv, const char *bn);
 
 /* ---- int8 inference ------------------------------------------------------------ */
