@@ -21,5 +21,6 @@
 #include "blixt/callbacks.h"
 #include "blixt/swa.h"
 #include "blixt/finetuning.h"
+#include "blixt/quant.h"
 
 #endif
