@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 
+ORDER = ["sgemm", "mlp", "cnn", "bigmlp", "tinyop", "trainer_overhead", "epoch"]
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -42,19 +43,20 @@ def main():
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     blixt = os.path.join(a.build, "bin", "blixt-bench-engine")
+    blixt_tr = os.path.join(a.build, "bin", "blixt-bench-trainer")
     torch_py = os.path.join(HERE, "torch_bench.py")
     results = {}
     for t in [int(x) for x in a.threads.split(",")]:
         for _ in range(a.rounds):
             extra = (["--only", a.only] if a.only else []) + (["--quick"] if a.quick else [])
             for impl, cmd in (("blixt", [blixt, "--threads", str(t)] + extra),
+                              ("blixt", [blixt_tr, "--threads", str(t)] + extra),
                               ("pytorch", ["/usr/bin/python3", torch_py, "--threads", str(t)] + extra)):
                 for r in run(cmd, t):
                     key = (r["name"], t, impl)
                     if key not in results or r["ms"] < results[key]["ms"]:
                         results[key] = r
-    names = sorted({k[0] for k in results}, key=lambda n: ["sgemm", "mlp", "cnn", "bigmlp", "tinyop"].index(n)
-                   if n in ["sgemm", "mlp", "cnn", "bigmlp", "tinyop"] else 99)
+    names = sorted({k[0] for k in results}, key=lambda n: ORDER.index(n) if n in ORDER else 99)
     rows = []
     print(f"{'workload':<10} {'thr':>3} {'blixt':>12} {'pytorch':>12} {'ratio':>7}  notes")
     for n in names:

@@ -53,11 +53,27 @@ def cnn():
         nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
+def load_fashion_mnist(d):
+    """Fashion-MNIST train split as (N,784) float32 in [0,1] and int64 labels."""
+    import gzip
+    import os
+    import numpy as np
+    ip, lp = os.path.join(d, "train-images-idx3-ubyte.gz"), os.path.join(d, "train-labels-idx1-ubyte.gz")
+    if not (os.path.exists(ip) and os.path.exists(lp)):
+        return None, None
+    with gzip.open(ip) as f:
+        img = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)
+    with gzip.open(lp) as f:
+        lab = np.frombuffer(f.read(), np.uint8, offset=8)
+    return torch.from_numpy(img.astype(np.float32) / 255.0), torch.from_numpy(lab.astype(np.int64))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -93,6 +109,19 @@ def main():
                 torch.add(a1, b1)
         med, mn = timed(f, 2, 10)
         out.append({"name": "tinyop", "ms": med / n * 1e3, "unit": "us/call"})
+    if want("epoch"):
+        x, y = load_fashion_mnist(a.data)
+        if x is not None:
+            ds = torch.utils.data.TensorDataset(x, y)
+            loader = torch.utils.data.DataLoader(ds, batch_size=128, shuffle=True)
+            m = mlp([784, 256, 128, 10])
+            opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+            t0 = time.perf_counter()
+            for bx_, by_ in loader:
+                opt.zero_grad()
+                F.cross_entropy(m(bx_), by_).backward()
+                opt.step()
+            out.append({"name": "epoch", "ms": (time.perf_counter() - t0) * 1e3, "unit": "ms/epoch"})
     for o in out:
         o["impl"] = "pytorch"
         o["threads"] = a.threads

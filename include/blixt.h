@@ -12,5 +12,12 @@
 #include "blixt/idx.h"
 #include "blixt/optim.h"
 #include "blixt/sched.h"
+#include "blixt/data.h"
+#include "blixt/checkpoint.h"
+#include "blixt/logger.h"
+#include "blixt/callback.h"
+#include "blixt/trainer.h"
+#include "blixt/callbacks.h"
+#include "blixt/swa.h"
 
 #endif

@@ -1,38 +1,114 @@
 /* blixt/callbacks.h - built-in callbacks (DESIGN.md layer 9).
  *
- * DRAFT by the Trainer helper (tr): only what the Trainer needs to build its
- * default callback list. The callbacks helper owns this header and fills in
- * the rest (EarlyStopping, LearningRateMonitor, ...). */
+ * Every built-in is written against the public callback interface
+ * (callback.h) and the Trainer's read/set API (trainer.h) only, so a user
+ * can write the same thing outside the library. Behaviour follows
+ * spec/callbacks.md with the Lightning 1.9.5 details the conformance traces
+ * record; docs/callbacks/<name>.md lists what differs from latest. */
 #ifndef BLIXT_CALLBACKS_H
 #define BLIXT_CALLBACKS_H
 
+#include <math.h>
+
 #include "callback.h"
+#include "trainer.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ModelCheckpoint (Lightning 1.9's arguments). */
-typedef struct bx_model_checkpoint_opts {
-    const char *dirpath;        /* NULL: <log_dir>/checkpoints (or <default_root_dir>/checkpoints) */
-    const char *filename;       /* NULL: "{epoch}-{step}" */
-    const char *monitor;        /* NULL: save the latest */
-    bool verbose;
-    int save_last;              /* 0 false, 1 true, 2 "link" (unused) */
-    int64_t save_top_k;         /* 1; -1 all; 0 none */
-    bool save_weights_only;
-    const char *mode;           /* "min" or "max" */
-    bool auto_insert_metric_name; /* true */
-    int64_t every_n_train_steps;  /* 0 = off */
-    double train_time_interval_s; /* 0 = off */
-    int64_t every_n_epochs;       /* 1 (0 = off); BX_UNSET = Lightning's None */
-    int save_on_train_epoch_end;  /* -1 None (decided at run time), 0, 1 */
-} bx_model_checkpoint_opts;
-#define BX_MODEL_CHECKPOINT_OPTS_INIT {NULL, NULL, NULL, false, 0, 1, false, "min", true, 0, 0.0, 1, -1}
+/* ---- EarlyStopping ---------------------------------------------------------------- */
+/* Lightning 1.9.5's arguments and defaults. Thresholds: NAN = None. */
+typedef struct bx_early_stopping_opts {
+    const char *monitor;          /* required: the callback_metrics key */
+    double min_delta;             /* 0.0; the sign is applied by mode (a negative value loosens) */
+    int64_t patience;             /* 3 checks without improvement (<= 0: the first one stops) */
+    bool verbose;                 /* info messages through bx_logf */
+    const char *mode;             /* "min" or "max" */
+    bool strict;                  /* a missing monitor is an error (else skipped) */
+    bool check_finite;            /* stop on NaN/inf */
+    double stopping_threshold;    /* NAN = None: stop once the metric is better than this */
+    double divergence_threshold;  /* NAN = None: stop once the metric is worse than this */
+    int check_on_train_epoch_end; /* -1 None (at setup: val_check_interval == 1.0 and
+                                     check_val_every_n_epoch == 1), 0, 1 */
+} bx_early_stopping_opts;
+#define BX_EARLY_STOPPING_OPTS_INIT {NULL, 0.0, 3, false, "min", true, true, NAN, NAN, -1}
 
-/* New ModelCheckpoint ("ModelCheckpoint"); caller owns it until given to a
- * Trainer. NULL with the message on bad options. */
+/* New EarlyStopping ("EarlyStopping", state key
+ * "EarlyStopping{'monitor': 'val_loss', 'mode': 'min'}"); the caller owns it
+ * until given to a Trainer. NULL with the message on bad options
+ * (BX_ERR_INVALID: no monitor, mode not min/max). A missing
+ * monitored metric at a check fails the run (strict) with BX_ERR_NOT_FOUND
+ * and a message naming the metric and the available keys. */
+bx_callback *bx_early_stopping_new(const bx_early_stopping_opts *o);
+
+/* Read accessors (cb must be an EarlyStopping, else 0 / NAN / -1). */
+int64_t bx_early_stopping_wait_count(const bx_callback *cb);
+int64_t bx_early_stopping_stopped_epoch(const bx_callback *cb);
+/* The best score so far (+inf / -inf before the first improvement). */
+double bx_early_stopping_best_score(const bx_callback *cb);
+int64_t bx_early_stopping_patience(const bx_callback *cb);
+/* The resolved check_on_train_epoch_end: 0/1 after setup, -1 while None. */
+int bx_early_stopping_check_on_train_epoch_end(const bx_callback *cb);
+/* The monitored key (owned by the callback). */
+const char *bx_early_stopping_monitor(const bx_callback *cb);
+
+/* ---- ModelCheckpoint -------------------------------------------------------------- */
+/* Lightning 1.9.5's arguments and defaults. every_n_train_steps /
+ * every_n_epochs: BX_UNSET = None; when all three triggers are None,
+ * every_n_epochs = 1 and every_n_train_steps = 0, otherwise the unset ones
+ * are 0 (off). */
+typedef struct bx_model_checkpoint_opts {
+    const char *dirpath;          /* NULL: <log_dir>/checkpoints (or <default_root_dir>/checkpoints) */
+    const char *filename;         /* NULL: "{epoch}-{step}"; Python format fields {name[:spec]} */
+    const char *monitor;          /* NULL: no metric, keep the latest save_top_k files */
+    bool verbose;
+    int save_last;                /* 0 off, 1 also write dirpath/last.ckpt at every save */
+    int64_t save_top_k;           /* 1; -1 all; 0 none */
+    bool save_weights_only;
+    const char *mode;             /* "min" or "max" */
+    bool auto_insert_metric_name; /* true: "{epoch}" -> "epoch={epoch}" */
+    int64_t every_n_train_steps;  /* BX_UNSET None; 0 off; n: at global_step % n == 0 */
+    double train_time_interval_s; /* 0 = None; else seconds between step-end saves */
+    int64_t every_n_epochs;       /* BX_UNSET None; 0 off; n: at (epoch + 1) % n == 0 */
+    int save_on_train_epoch_end;  /* -1 None (decided at each check), 0, 1 */
+} bx_model_checkpoint_opts;
+#define BX_MODEL_CHECKPOINT_OPTS_INIT \
+    {NULL, NULL, NULL, false, 0, 1, false, "min", true, BX_UNSET, 0.0, BX_UNSET, -1}
+
+/* New ModelCheckpoint ("ModelCheckpoint"); the caller owns it until given to
+ * a Trainer. NULL with the message on bad options (BX_ERR_INVALID: mode,
+ * save_top_k < -1, negative triggers, more than one trigger, save_top_k not
+ * in {-1,0,1} without a monitor, a filename template that does not format).
+ * Checkpoints are written with bx_trainer_save_checkpoint (crash-safe). */
 bx_callback *bx_model_checkpoint_new(const bx_model_checkpoint_opts *o);
+
+/* Read accessors (cb must be a ModelCheckpoint, else ""/NAN/0). Strings are
+ * owned by the callback and valid until its next save or load. Paths are
+ * dirpath joined with the file name, "" when unset. Scores: NAN = None
+ * (a NaN metric is stored as +inf (min) / -inf (max), so a real score is
+ * never NaN). */
+const char *bx_model_checkpoint_dirpath(const bx_callback *cb); /* resolved at setup ("" before) */
+const char *bx_model_checkpoint_best_model_path(const bx_callback *cb);
+double bx_model_checkpoint_best_model_score(const bx_callback *cb);
+const char *bx_model_checkpoint_kth_best_model_path(const bx_callback *cb);
+double bx_model_checkpoint_kth_value(const bx_callback *cb);
+const char *bx_model_checkpoint_last_model_path(const bx_callback *cb);
+double bx_model_checkpoint_current_score(const bx_callback *cb);
+/* best_k_models in insertion order: count, i-th path and score. */
+int bx_model_checkpoint_best_k_count(const bx_callback *cb);
+const char *bx_model_checkpoint_best_k_path(const bx_callback *cb, int i);
+double bx_model_checkpoint_best_k_score(const bx_callback *cb, int i);
+/* Whether the next check saves at train-epoch end (explicit value, else
+ * Lightning 1.9.5's rule on tr's current settings). */
+bool bx_model_checkpoint_save_on_train_epoch_end(const bx_callback *cb, const bx_trainer *tr);
+/* Formats a file name from the template like the callback does (no
+ * dirpath, no extension): names/values are the metrics ("epoch", "step"
+ * are formatted as integers), missing names format as 0. Writes at most n
+ * bytes to out. Errors: BX_ERR_INVALID (template does not format). */
+bx_status bx_model_checkpoint_format_name(const char *tmpl, bool auto_insert_metric_name,
+                                          const char *const *names, const double *values, int n_metrics,
+                                          char *out, size_t n);
 
 /* The default progress bar ("ProgressBar") the Trainer adds when
  * enable_progress_bar is set and none is given. */

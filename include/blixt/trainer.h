@@ -232,6 +232,8 @@ int64_t bx_trainer_num_sanity_val_batches(const bx_trainer *tr);
 int64_t bx_trainer_num_test_batches(const bx_trainer *tr);
 int64_t bx_trainer_num_predict_batches(const bx_trainer *tr);
 int64_t bx_trainer_val_check_batch(const bx_trainer *tr);
+/* The val_check_interval option as given (known before the loaders are). */
+bx_limit bx_trainer_val_check_interval(const bx_trainer *tr);
 int64_t bx_trainer_check_val_every_n_epoch(const bx_trainer *tr);
 /* True when validation is enabled for this fit (validation_step, loader, limit > 0). */
 bool bx_trainer_enable_validation(const bx_trainer *tr);

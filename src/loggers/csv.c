@@ -39,6 +39,10 @@ typedef struct csv_logger {
     bool file_valid;
     int file_keys;
     size_t file_rows;
+    /* hparams.yaml holds the current hyper-parameters: rewriting an unchanged
+     * file on every save costs a forced ext4 writeback (truncate + close) and
+     * gives the same bytes, so it is written only when they changed. */
+    bool hparams_written;
     char *metrics_path;
     char *hparams_path;
 } csv_logger;
@@ -228,8 +232,11 @@ static bx_status csv_save(void *self) {
     csv_logger *c = self;
     bx_status s = csv_experiment(c);
     if (s != BX_OK) return s;
-    s = bx__yaml_write_file(c->hparams_path, c->hparams);
-    if (s != BX_OK) return s;
+    if (!c->hparams_written) {
+        s = bx__yaml_write_file(c->hparams_path, c->hparams);
+        if (s != BX_OK) return s;
+        c->hparams_written = true;
+    }
     if (c->nrows == 0) return BX_OK;
     return write_metrics(c);
 }
@@ -238,6 +245,7 @@ static bx_status csv_log_hyperparams(void *self, const bx_state *params) {
     csv_logger *c = self;
     bx_status s = csv_experiment(c);
     if (s != BX_OK) return s;
+    c->hparams_written = false;
     return bx__hparams_update(c->hparams, params);
 }
 

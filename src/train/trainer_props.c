@@ -29,6 +29,7 @@ int64_t bx_trainer_num_sanity_val_batches(const bx_trainer *tr) { return tr->num
 int64_t bx_trainer_num_test_batches(const bx_trainer *tr) { return tr->num_test_batches; }
 int64_t bx_trainer_num_predict_batches(const bx_trainer *tr) { return tr->num_predict_batches; }
 int64_t bx_trainer_val_check_batch(const bx_trainer *tr) { return tr->val_check_batch; }
+bx_limit bx_trainer_val_check_interval(const bx_trainer *tr) { return tr->o.val_check_interval; }
 int64_t bx_trainer_check_val_every_n_epoch(const bx_trainer *tr) { return tr->o.check_val_every_n_epoch; }
 int64_t bx_trainer_batch_idx(const bx_trainer *tr) { return tr->batch_idx; }
 bool bx_trainer_is_last_batch(const bx_trainer *tr) { return tr->is_last_batch; }

@@ -225,18 +225,9 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         } else if (type && !strcmp(type, "Counter")) {
             json_t *k = a ? json_object_get(a, "key") : NULL;
             cb = sc_counter_new(&ph, k ? json_string_value(k) : "c");
-        } else if (type && !strcmp(type, "ModelCheckpoint")) {
-            bx_model_checkpoint_opts mo = BX_MODEL_CHECKPOINT_OPTS_INIT;
-            if ((v = json_object_get(a, "dirpath")) && json_is_string(v)) mo.dirpath = json_string_value(v);
-            if ((v = json_object_get(a, "filename")) && json_is_string(v)) mo.filename = json_string_value(v);
-            if ((v = json_object_get(a, "monitor")) && json_is_string(v)) mo.monitor = json_string_value(v);
-            if ((v = json_object_get(a, "mode"))) mo.mode = json_string_value(v);
-            if ((v = json_object_get(a, "save_last"))) mo.save_last = json_is_true(v);
-            if ((v = json_object_get(a, "save_top_k"))) mo.save_top_k = json_integer_value(v);
-            if ((v = json_object_get(a, "every_n_epochs"))) mo.every_n_epochs = json_integer_value(v);
-            if ((v = json_object_get(a, "every_n_train_steps"))) mo.every_n_train_steps = json_integer_value(v);
-            if ((v = json_object_get(a, "save_on_train_epoch_end")) && !json_is_null(v)) mo.save_on_train_epoch_end = json_is_true(v);
-            cb = bx_model_checkpoint_new(&mo);
+        } else if (sc_es_mc_handles(type)) {
+            cb = sc_es_mc_new(type, a);
+            if (!cb) s = BX_ERR_INVALID;
         } else if (getenv("BLIXT_SCENARIO_SKIP_UNKNOWN")) {
             /* debugging aid: run without the callbacks this build lacks */
             fprintf(stderr, "blixt-scenario: skipping unavailable callback '%s'\n", type ? type : "?");
@@ -303,95 +294,17 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         json_object_set_new(F, "check_val_every_n_epoch", cv ? json_integer(cv) : json_null());
         json_object_set_new(F, "accumulate_grad_batches", json_integer(bx_trainer_accumulate_grad_batches(tr)));
         json_object_set_new(F, "batches_that_stepped", json_integer(bx_trainer_batches_that_stepped(tr)));
-        json_t *order = json_array(), *mcs = json_array();
+        json_t *order = json_array();
         for (int i = 0; i < bx_trainer_num_callbacks(tr); i++) {
             bx_callback *cb = bx_trainer_callback(tr, i);
             json_array_append_new(order, json_string(bx_callback_name(cb)));
-            if (!strcmp(bx_callback_name(cb), "ModelCheckpoint")) {
-                char key[512];
-                bx_callback_state_key(cb, key, sizeof key);
-                bx_state *st = bx_state_dict();
-                bx_callback_get_ops(cb)->state_dict(bx_callback_self(cb), tr, st);
-                json_t *sj = sc_state_json(st);
-                bx_state_free(st);
-                const char *dp = json_string_value(json_object_get(sj, "dirpath"));
-                char dirpath[1024];
-                snprintf(dirpath, sizeof dirpath, "%s", dp ? norm(dp) : "");
-                json_t *m = json_object();
-                json_object_set_new(m, "state_key", json_string(key));
-                json_object_set_new(m, "dirpath", json_string(dirpath));
-                json_t *files = json_array();
-                DIR *d = opendir(dirpath);
-                struct dirent *e;
-                while (d && (e = readdir(d)) != NULL)
-                    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) json_array_append_new(files, json_string(e->d_name));
-                if (d) closedir(d);
-                json_object_set_new(m, "files", sorted(files));
-                size_t dl = strlen(dirpath);
-                const char *keys[] = {"best_model_path", "kth_best_model_path", "last_model_path"};
-                for (int k = 0; k < 3; k++) {
-                    const char *pv = json_string_value(json_object_get(sj, keys[k]));
-                    pv = pv ? norm(pv) : "";
-                    if (dl && !strncmp(pv, dirpath, dl) && pv[dl] == '/') pv += dl + 1;
-                    json_object_set_new(m, keys[k], json_string(pv));
-                }
-                json_object_set(m, "best_model_score", json_object_get(sj, "best_model_score"));
-                json_object_set(m, "kth_value", json_object_get(sj, "kth_value"));
-                json_object_set(m, "current_score", json_object_get(sj, "current_score"));
-                json_t *bk = json_object(), *obk = json_object_get(sj, "best_k_models");
-                const char *bkk;
-                json_t *bkv;
-                json_object_foreach(obk, bkk, bkv) {
-                    const char *pv = norm(bkk);
-                    if (dl && !strncmp(pv, dirpath, dl) && pv[dl] == '/') pv += dl + 1;
-                    json_object_set(bk, pv, bkv);
-                }
-                json_object_set_new(m, "best_k_models", bk);
-                json_array_append_new(mcs, m);
-                json_decref(sj);
-            }
         }
         json_object_set_new(F, "callbacks_order", order);
         json_object_set_new(F, "callback_metrics", metrics_json(tr, BX_CALLBACK_METRICS));
         json_object_set_new(F, "logged_metrics", metrics_json(tr, BX_LOGGED_METRICS));
         json_object_set_new(F, "progress_bar_metrics", metrics_json(tr, BX_PROGRESS_BAR_METRICS));
         json_object_set_new(P, "final", F);
-        json_t *ess = json_array();
-        size_t esi = 0;
-        for (int i = 0; i < bx_trainer_num_callbacks(tr); i++) {
-            bx_callback *cb = bx_trainer_callback(tr, i);
-            if (strcmp(bx_callback_name(cb), "EarlyStopping") || !bx_callback_get_ops(cb)->state_dict) continue;
-            char key[512];
-            bx_callback_state_key(cb, key, sizeof key);
-            bx_state *st = bx_state_dict();
-            bx_callback_get_ops(cb)->state_dict(bx_callback_self(cb), tr, st);
-            json_t *sj = sc_state_json(st), *e = json_object();
-            bx_state_free(st);
-            json_object_set_new(e, "state_key", json_string(key));
-            const char *ks[] = {"wait_count", "stopped_epoch", "best_score", "patience"};
-            for (int k = 0; k < 4; k++) json_object_set(e, ks[k], json_object_get(sj, ks[k]));
-            /* the resolved check_on_train_epoch_end: the argument, else 1.9.5's default */
-            json_t *args = NULL, *cj2;
-            size_t ci2, seen = 0;
-            json_array_foreach(C, ci2, cj2) {
-                const char *ty = json_string_value(json_object_get(cj2, "type"));
-                if (ty && !strcmp(ty, "EarlyStopping") && seen++ == esi) args = json_object_get(cj2, "args");
-            }
-            json_t *cote = args ? json_object_get(args, "check_on_train_epoch_end") : NULL;
-            if (json_object_get(sj, "check_on_train_epoch_end")) cote = json_object_get(sj, "check_on_train_epoch_end");
-            if (cote && !json_is_null(cote)) {
-                json_object_set(e, "check_on_train_epoch_end", cote);
-            } else {
-                json_t *vci = json_object_get(T, "val_check_interval"), *cve = json_object_get(T, "check_val_every_n_epoch");
-                bool d = (!vci || json_number_value(vci) == 1.0) && (!cve || (json_is_integer(cve) && json_integer_value(cve) == 1));
-                json_object_set_new(e, "check_on_train_epoch_end", json_boolean(d));
-            }
-            json_array_append_new(ess, e);
-            json_decref(sj);
-            esi++;
-        }
-        json_object_set_new(P, "early_stopping", ess);
-        json_object_set_new(P, "model_checkpoints", mcs);
+        sc_es_mc_trace(tr, P);
         json_object_set_new(P, "counters", ph.counters);
         ph.counters = NULL;
         json_object_set_new(P, "epoch_records", ph.epoch_records);

@@ -40,4 +40,11 @@ void sc_event(sc_phase *ph, const char *src, const char *hook, bx_trainer *tr, i
 json_t *sc_tensor_json(const bx_tensor *t);
 json_t *sc_state_json(const bx_state *s);
 
+/* cb_es_mc.c: EarlyStopping / ModelCheckpoint from scenario args (NULL with
+ * the message on bad args) and the early_stopping / model_checkpoints trace
+ * sections. */
+bool sc_es_mc_handles(const char *type);
+bx_callback *sc_es_mc_new(const char *type, json_t *args);
+void sc_es_mc_trace(bx_trainer *tr, json_t *phase);
+
 #endif
