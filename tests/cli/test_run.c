@@ -116,10 +116,18 @@ static void test_print_config(void) {
     bx_state_free(c);
     free(buf);
     CHECK_EQ_INT(count_entries("."), 0); /* nothing written */
+
+    /* the shipped example config resolves (every class it names exists) */
+    char ex[1200];
+    snprintf(ex, sizeof ex, "%s/../../examples/configs/fashion_mnist_mlp.yaml", data_root);
+    const char *argv[] = {"blixt", "fit", "--config", ex, "--print_config"};
+    f = tmpfile();
+    CHECK_OK(bx_cli_run(5, (char **)argv, f));
+    fclose(f);
 }
 
 static void test_fit_and_more(void) {
-    CHECK_OK(cli(NULL, "fit", NULL, NULL, NULL));
+    CHECK_OK(cli(NULL, "fit", "--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=val_loss", NULL));
     const char *run = "logs/tiny/version_0";
     char p[1200];
     static const char *const FILES[] = {"config.yaml", "metrics.csv", "hparams.yaml", "checkpoints/last.ckpt"};
@@ -134,9 +142,13 @@ static void test_fit_and_more(void) {
     /* the loggers share the version: one run folder */
     CHECK_EQ_INT(count_entries("logs/tiny"), 1);
     CHECK(count_entries("logs/tiny/version_0/checkpoints") == 2); /* best + last */
+    /* EarlyStopping added from the command line is in the saved config */
     bx_state *saved = NULL;
     CHECK_OK(bx__yaml_load_file("logs/tiny/version_0/config.yaml", &saved));
     CHECK(saved && bx_state_get_int(bx_state_get(bx_state_get(saved, "trainer"), "max_epochs")) == 1);
+    const bx_state *es = saved ? bx_state_at(bx_state_get(bx_state_get(saved, "trainer"), "callbacks"), 1) : NULL;
+    CHECK(es && !strcmp(bx_state_get_string(bx_state_get(es, "class_path")), "EarlyStopping"));
+    CHECK(es && !strcmp(bx_state_get_string(bx_state_get(bx_state_get(es, "init_args"), "monitor")), "val_loss"));
     bx_state_free(saved);
     /* val_acc in metrics.csv */
     FILE *f = fopen("logs/tiny/version_0/metrics.csv", "r");
