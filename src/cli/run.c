@@ -75,15 +75,20 @@ typedef struct pred_sink {
     char path[2048];
 } pred_sink;
 
+/* The sink owns each prediction (the Trainer hands over a copy). */
 static bx_status pred_write(void *ud, int64_t batch_idx, const bx_tensor *pred) {
     pred_sink *p = ud;
+    bx_status s = BX_OK;
     if (!p->f) {
         const char *dir = bx_trainer_log_dir(p->tr);
-        bx_status s = bx__mkdirs(dir);
-        if (s != BX_OK) return s;
+        s = bx__mkdirs(dir);
         snprintf(p->path, sizeof p->path, "%s/predictions.csv", dir);
-        p->f = fopen(p->path, "w");
-        if (!p->f) return bx__error(BX_ERR_IO, "predict: cannot write '%s'", p->path);
+        if (s == BX_OK) p->f = fopen(p->path, "w");
+        if (s == BX_OK && !p->f) s = bx__error(BX_ERR_IO, "predict: cannot write '%s'", p->path);
+        if (s != BX_OK) {
+            bx_tensor_free((bx_tensor *)pred);
+            return s;
+        }
         fputs("index,prediction\n", p->f);
     }
     int64_t n = pred->shape[0], k = pred->ndim > 1 ? pred->shape[1] : 1;
@@ -93,7 +98,8 @@ static bx_status pred_write(void *ud, int64_t batch_idx, const bx_tensor *pred) 
             if (bx_get(pred, i * k + j) > bx_get(pred, i * k + best)) best = j;
         fprintf(p->f, "%lld,%lld\n", (long long)p->row++, (long long)best);
     }
-    return BX_OK;
+    bx_tensor_free((bx_tensor *)pred);
+    return s;
 }
 
 /* ---- building ------------------------------------------------------------------------------ */
