@@ -156,8 +156,8 @@ static bx_status build_gas(const bx__class *c, const bx_state *a, const char *wh
         ep[i] = ok ? bx_state_get_int(kv) : 0;
         bx_state_free(kv);
         if (!ok)
-            return bx__error(BX_ERR_INVALID, "%s.scheduling.%s: got %s, expected int epoch: int factor", where, k,
-                             bx__node_text(bx_state_value_at(s, i), vb, sizeof vb));
+            return bx__error(BX_ERR_INVALID, "%s.scheduling: got the entry '%s': %s, expected {int epoch: int factor}",
+                             where, k, bx__node_text(bx_state_value_at(s, i), vb, sizeof vb));
         fa[i] = bx_state_get_int(bx_state_value_at(s, i));
     }
     return cb_result(bx_grad_accum_scheduler_new(ep, fa, n), where, out);
