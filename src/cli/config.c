@@ -345,6 +345,22 @@ bx_status bx__config_resolve(const bx_state *raw, bx_state **out) {
             }
             dflt = bx_state_string(CLASSES[i].def);
             v = dflt;
+        } else if (CLASSES[i].def && bx_state_typeof(v) == BX_STATE_DICT && !bx_state_get(v, "class_path")) {
+            /* options without a class (--model.sizes=[4, 3]) are the default class's */
+            dflt = spec_of(CLASSES[i].def);
+            bx_state *ia = dflt ? bx_state_get(dflt, "init_args") : NULL;
+            for (size_t j = 0; ia && j < bx_state_len(v); j++) {
+                const char *k = bx_state_key_at(v, j);
+                const bx_state *x = bx_state_value_at(v, j);
+                if (!strcmp(k, "init_args") && bx_state_typeof(x) == BX_STATE_DICT) s = bx__config_merge(ia, x);
+                else s = set_or_fail(ia, k, bx_state_copy(x));
+            }
+            if (!dflt) s = BX_ERR_NOMEM;
+            if (s != BX_OK) {
+                bx_state_free(dflt);
+                break;
+            }
+            v = dflt;
         }
         bx_state *sp = NULL;
         s = resolve_spec(CLASSES[i].kind, v, CLASSES[i].key, &sp);

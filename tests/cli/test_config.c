@@ -139,6 +139,18 @@ static void test_resolve(void) {
     bx_state_free(r);
     bx_state_free(raw);
 
+    /* options without a class belong to the section's default class */
+    raw = parse("model: {sizes: [4, 3]}\noptimizer: {init_args: {lr: 0.5}}\n");
+    CHECK_OK(bx__config_resolve(raw, &r));
+    if (r) {
+        const bx_state *m = bx_state_get(r, "model");
+        CHECK(!strcmp(bx_state_get_string(bx_state_get(m, "class_path")), "MLP"));
+        CHECK_EQ_INT((int64_t)bx_state_len(bx_state_get(bx_state_get(m, "init_args"), "sizes")), 2);
+        CHECK_NEAR(bx_state_get_float(bx_state_get(bx_state_get(bx_state_get(r, "optimizer"), "init_args"), "lr")), 0.5, 0);
+    }
+    bx_state_free(r);
+    bx_state_free(raw);
+
     /* seed_everything: true draws a seed */
     raw = parse("seed_everything: true\n");
     CHECK_OK(bx__config_resolve(raw, &r));
@@ -163,7 +175,8 @@ static void test_resolve(void) {
     expect_bad("model: {class_path: MLP, init_args: {sizes: [784, x]}}\n", "model.init_args.sizes", "a list of 2 items",
                "a list of ints");
     expect_bad("model: {class_path: MLP, foo: 1}\n", "model.foo: unknown key", "class_path + init_args", NULL);
-    expect_bad("model: {init_args: {}}\n", "model.class_path", "nothing", "MLP");
+    expect_bad("trainer: {callbacks: [{init_args: {}}]}\n", "trainer.callbacks[0].class_path", "nothing", "ModelCheckpoint");
+    expect_bad("model: {sizes: [4, 3], depth: 2}\n", "model.init_args.depth: unknown key", "sizes", NULL);
     expect_bad("data: {class_path: CSVDataset, init_args: {header: maybe}}\n", "data.init_args.header", "'maybe'",
                "a bool");
     expect_bad("optimizer: {class_path: Adam, init_args: {lr: fast}}\n", "optimizer.init_args.lr", "'fast'", "a number");

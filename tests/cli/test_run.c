@@ -162,6 +162,54 @@ static void test_fit_and_more(void) {
     CHECK_OK(cli(NULL, "validate", "--ckpt_path=logs/tiny/version_0/checkpoints/last.ckpt", NULL, NULL));
     CHECK_OK(cli(NULL, "predict", "--ckpt_path=logs/tiny/version_0/checkpoints/last.ckpt", NULL, NULL));
     CHECK(exists("logs/tiny/version_3/predictions.csv"));
+    /* the saved config.yaml reproduces itself: --print_config of it is the same text */
+    {
+        const char *argv[] = {"blixt", "fit", "--config", "logs/tiny/version_0/config.yaml", "--print_config"};
+        FILE *pf = tmpfile();
+        CHECK_OK(bx_cli_run(5, (char **)argv, pf));
+        long n = ftell(pf);
+        rewind(pf);
+        char *a = calloc(1, (size_t)n + 1), *b = calloc(1, 1 << 16);
+        CHECK(fread(a, 1, (size_t)n, pf) == (size_t)n);
+        fclose(pf);
+        FILE *g = fopen("logs/tiny/version_0/config.yaml", "r");
+        size_t m = g ? fread(b, 1, (1 << 16) - 1, g) : 0;
+        if (g) fclose(g);
+        CHECK(m > 0 && !strcmp(a, b));
+        free(a);
+        free(b);
+    }
+    /* a CSV table: 3 separable classes of 4 features */
+    {
+        FILE *cf = fopen("t.csv", "w");
+        fprintf(cf, "a,b,c,d,label\n");
+        bx_rng r;
+        bx_rng_init(&r, 3);
+        for (int i = 0; i < 300; i++) {
+            int k = i % 3;
+            fprintf(cf, "%g,%g,%g,%g,%d\n", k + 0.1 * bx_rng_normal(&r), -k + 0.1 * bx_rng_normal(&r),
+                    bx_rng_normal(&r), 0.5 * k, k);
+        }
+        fclose(cf);
+        const char *argv[] = {"blixt", "test", "--data=CSVDataset", "--data.train_file=t.csv", "--data.test_file=t.csv",
+                              "--model.sizes=[4, 8, 3]", "--trainer.enable_progress_bar=false"};
+        CHECK_OK(bx_cli_run(7, (char **)argv, stdout));
+        const char *bad[] = {"blixt", "fit", "--data=CSVDataset", "--data.train_file=t.csv", "--model.sizes=[5, 3]"};
+        CHECK_ERR(bx_cli_run(5, (char **)bad, stdout), BX_ERR_INVALID, "model.init_args.sizes[0]: got 5, expected 4");
+        remove("t.csv");
+    }
+    /* explicit IDX files */
+    {
+        char ti[1200], tl[1200];
+        snprintf(ti, sizeof ti, "--data.train_images=%s/train-images-idx3-ubyte.gz", data_root);
+        snprintf(tl, sizeof tl, "--data.train_labels=%s/train-labels-idx1-ubyte.gz", data_root);
+        const char *argv[] = {"blixt", "fit", "--data=IDXDataset", ti, tl, "--trainer.fast_dev_run=true",
+                              "--trainer.enable_progress_bar=false"};
+        CHECK_OK(bx_cli_run(7, (char **)argv, stdout));
+        const char *bad[] = {"blixt", "fit", "--data=IDXDataset", "--data.train_images=nope.idx"};
+        CHECK_ERR(bx_cli_run(4, (char **)bad, stdout), BX_ERR_INVALID,
+                  "data.init_args.train_images: got 'nope.idx', expected an existing IDX file");
+    }
     /* LeNet and ResNet build and run a few batches */
     CHECK_OK(cli(NULL, "fit", "--model=LeNet", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"));
     CHECK_OK(cli(NULL, "fit", "--model=ResNet", "--model.widths=[4, 8]", "--trainer.fast_dev_run=1"));
