@@ -16,7 +16,8 @@ static const char USAGE[] =
     "             [--section.key=value ...] [--trainer.callbacks+=ClassName ...]\n"
     "\n"
     "Sections (LightningCLI): seed_everything, trainer, model, data, optimizer,\n"
-    "lr_scheduler, ckpt_path. Classes are given as {class_path, init_args} or by name.\n";
+    "lr_scheduler, ckpt_path. Classes are given as {class_path, init_args} or by name.\n"
+    "The options of a class: --model.help MLP, --trainer.callbacks.help EarlyStopping, ...\n";
 
 static void print_usage(FILE *out) {
     fputs(USAGE, out);
@@ -34,6 +35,34 @@ static void print_usage(FILE *out) {
         char tb[128];
         fprintf(out, "  %-26s %s (default %s)\n", p[i].name, bx__types_text(p[i].types, tb, sizeof tb), p[i].def);
     }
+}
+
+/* --model.help MLP (LightningCLI's class help): the options of one class. */
+static bx_status print_class_help(const char *section, const char *name, FILE *out) {
+    static const struct {
+        const char *section;
+        bx__kind kind;
+    } MAP[] = {{"model", BX_KIND_MODEL},           {"data", BX_KIND_DATA},
+               {"optimizer", BX_KIND_OPTIMIZER},   {"lr_scheduler", BX_KIND_SCHEDULER},
+               {"trainer.callbacks", BX_KIND_CALLBACK}, {"trainer.logger", BX_KIND_LOGGER}};
+    for (size_t i = 0; i < sizeof MAP / sizeof MAP[0]; i++) {
+        if (strcmp(MAP[i].section, section)) continue;
+        char names[1024];
+        const bx__class *c = bx__registry_find(MAP[i].kind, name);
+        if (!c)
+            return bx__error(BX_ERR_INVALID, "--%s.help: got '%s', expected a known %s class: %s", section, name,
+                             bx__kind_name(MAP[i].kind), bx__registry_names(MAP[i].kind, names, sizeof names));
+        fprintf(out, "%s (%s): %s\n", c->name, bx__kind_name(c->kind), c->doc ? c->doc : "");
+        for (int j = 0; j < c->nparams; j++) {
+            char tb[128];
+            fprintf(out, "  --%s.%-24s %s (default %s)%s%s\n", section, c->params[j].name,
+                    bx__types_text(c->params[j].types, tb, sizeof tb), c->params[j].def,
+                    c->params[j].choices ? ", one of " : "", c->params[j].choices ? c->params[j].choices : "");
+        }
+        return BX_OK;
+    }
+    return bx__error(BX_ERR_INVALID, "--%s.help: expected one of --model.help, --data.help, --optimizer.help, "
+                                     "--lr_scheduler.help, --trainer.callbacks.help, --trainer.logger.help", section);
 }
 
 /* ---- SaveConfigCallback ---------------------------------------------------------- */
@@ -407,6 +436,13 @@ bx_status bx_cli_run(int argc, char **argv, FILE *out) {
                 break;
             }
             value = argv[++i];
+        }
+        size_t kl = strlen(key);
+        if (kl > 5 && !strcmp(key + kl - 5, ".help")) {
+            key[kl - 5] = '\0';
+            s = print_class_help(key, value, out);
+            bx_state_free(raw);
+            return s;
         }
         char *dot = strchr(key, '.');
         size_t sl = dot ? (size_t)(dot - key) : strlen(key);

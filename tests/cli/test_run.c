@@ -92,6 +92,20 @@ static void test_bad(void) {
     expect_fail("bare word", BX_ERR_INVALID, "fast", NULL, "unexpected argument 'fast'", NULL);
     expect_fail("missing config", BX_ERR_IO, "--config", "/nonexistent.yaml", "/nonexistent.yaml", NULL);
     expect_fail("bad yaml value", BX_ERR_INVALID, "--trainer.limit_train_batches={", NULL, "--trainer.limit_train_batches", NULL);
+    /* class help */
+    {
+        FILE *f = tmpfile();
+        const char *h[] = {"blixt", "fit", "--optimizer.help", "SGD"};
+        CHECK_OK(bx_cli_run(4, (char **)h, f));
+        long n = ftell(f);
+        rewind(f);
+        char buf[4096] = "";
+        CHECK(n > 0 && fread(buf, 1, sizeof buf - 1, f) == (size_t)n);
+        fclose(f);
+        CHECK(strstr(buf, "--optimizer.nesterov") != NULL && strstr(buf, "(default 0.01)") != NULL);
+        const char *bad[] = {"blixt", "fit", "--model.help", "VGG"};
+        CHECK_ERR(bx_cli_run(4, (char **)bad, stdout), BX_ERR_INVALID, "--model.help: got 'VGG'");
+    }
     const char *argv[] = {"blixt", "train"};
     CHECK_ERR(bx_cli_run(2, (char **)argv, stdout), BX_ERR_INVALID, "got 'train', expected one of fit, validate, test, predict");
 }
