@@ -141,6 +141,8 @@ bx_status bx__build_scheduler(const bx_state *spec, bx_optimizer *opt, bx_sched_
  * params and the estimated size in MB (float32). Appended to a new string
  * (caller frees with bx__free); NULL on NOMEM. */
 char *bx__model_summary(bx_module *m);
+/* The same with max_depth levels of submodules (-1: all). */
+char *bx__model_summary_depth(bx_module *m, int64_t max_depth);
 /* Lightning's get_human_readable_count ("235 K", "1.2 M", "0  "). */
 const char *bx__human_count(int64_t n, char *buf, size_t cap);
 /* Callback "ModelSummary" printing the table to stdout at fit start. */

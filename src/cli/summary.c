@@ -68,7 +68,6 @@ static void pad(char **p, size_t *left, const char *s, int w) {
     }
 }
 
-char *bx__model_summary_depth(bx_module *m, int64_t max_depth);
 char *bx__model_summary_depth(bx_module *m, int64_t max_depth) {
     bx_named_modules *nm = bx_module_named_modules(m);
     if (!nm) return NULL;
