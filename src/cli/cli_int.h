@@ -155,6 +155,9 @@ bool bx__arg_bool(const bx_state *args, const char *key);
 const char *bx__arg_str(const bx_state *args, const char *key); /* NULL for null */
 bool bx__arg_is_null(const bx_state *args, const char *key);
 
+/* GradientAccumulationScheduler from a mapping {epoch: factor}; errors name `where`. */
+bx_status bx__gas_from_mapping(const bx_state *m, const char *where, bx_callback **out);
+
 /* Datasets (data.c): builds ctx->data from the resolved data spec. */
 bx_status bx__build_data(const bx_state *spec, bx__build_ctx *ctx, bx__data *out);
 void bx__data_free(bx__data *d);

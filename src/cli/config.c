@@ -25,7 +25,7 @@ static const bx__param TRAINER_PARAMS[] = {
     {"val_check_interval", BX_P_INT | BX_P_FLOAT | BX_P_NULL, "null", NULL},
     {"check_val_every_n_epoch", BX_P_INT | BX_P_NULL, "1", NULL},
     {"num_sanity_val_steps", BX_P_INT, "2", NULL},
-    {"accumulate_grad_batches", BX_P_INT | BX_P_NULL, "null", NULL},
+    {"accumulate_grad_batches", BX_P_ANY, "null", NULL}, /* int, null or {epoch: factor} */
     {"gradient_clip_val", BX_P_FLOAT | BX_P_NULL, "null", NULL},
     {"gradient_clip_algorithm", BX_P_STR | BX_P_NULL, "null", "norm|value"},
     {"log_every_n_steps", BX_P_INT, "50", NULL},
@@ -315,6 +315,13 @@ bx_status bx__config_resolve(const bx_state *raw, bx_state **out) {
         bx_state *cbs = NULL;
         s = resolve_spec_list(BX_KIND_CALLBACK, bx_state_get(tr, "callbacks"), "trainer.callbacks", &cbs);
         if (s == BX_OK) s = bx_state_set(tr, "callbacks", cbs);
+    }
+    if (s == BX_OK) {
+        const bx_state *ag = bx_state_get(tr, "accumulate_grad_batches");
+        bx_state_type at = bx_state_typeof(ag);
+        if (at != BX_STATE_NULL && at != BX_STATE_INT && at != BX_STATE_DICT)
+            s = bx__error(BX_ERR_INVALID, "trainer.accumulate_grad_batches: got %s, expected an int, null or a mapping {epoch: factor}",
+                          bx__node_text(ag, vb, sizeof vb));
     }
     if (s == BX_OK) {
         const bx_state *lg = bx_state_get(tr, "logger");

@@ -141,11 +141,22 @@ static const bx__class CB_LRM = {BX_KIND_CALLBACK, "LearningRateMonitor", LRM_PA
 static const bx__param GAS_PARAMS[] = {{"scheduling", BX_P_ANY, "null", NULL}};
 static bx_status build_gas(const bx__class *c, const bx_state *a, const char *where, bx__build_ctx *ctx,
                            void *out) {
-    const bx_state *s = bx_state_get(a, "scheduling");
+    char w[300];
+    snprintf(w, sizeof w, "%s.scheduling", where);
+    return bx__gas_from_mapping(bx_state_get(a, "scheduling"), w, out);
+}
+static const bx__class CB_GAS = {BX_KIND_CALLBACK, "GradientAccumulationScheduler", GAS_PARAMS, NP(GAS_PARAMS),
+                                 "change accumulate_grad_batches by epoch", build_gas};
+#endif
+
+/* A GradientAccumulationScheduler from {epoch: factor} (also Lightning's
+ * Trainer(accumulate_grad_batches={...})). */
+bx_status bx__gas_from_mapping(const bx_state *s, const char *where, bx_callback **out) {
     char vb[300];
     if (!s || bx_state_typeof(s) != BX_STATE_DICT || bx_state_len(s) == 0 || bx_state_len(s) > 64)
-        return bx__error(BX_ERR_INVALID, "%s.scheduling: got %s, expected a mapping {epoch: factor}", where,
+        return bx__error(BX_ERR_INVALID, "%s: got %s, expected a mapping {epoch: factor}", where,
                          s ? bx__node_text(s, vb, sizeof vb) : "nothing");
+#ifdef BX_LR_MONITOR_OPTS_INIT
     int64_t ep[64], fa[64];
     int n = (int)bx_state_len(s);
     for (int i = 0; i < n; i++) {
@@ -156,15 +167,16 @@ static bx_status build_gas(const bx__class *c, const bx_state *a, const char *wh
         ep[i] = ok ? bx_state_get_int(kv) : 0;
         bx_state_free(kv);
         if (!ok)
-            return bx__error(BX_ERR_INVALID, "%s.scheduling: got the entry '%s': %s, expected {int epoch: int factor}",
-                             where, k, bx__node_text(bx_state_value_at(s, i), vb, sizeof vb));
+            return bx__error(BX_ERR_INVALID, "%s: got the entry '%s': %s, expected {int epoch: int factor}", where, k,
+                             bx__node_text(bx_state_value_at(s, i), vb, sizeof vb));
         fa[i] = bx_state_get_int(bx_state_value_at(s, i));
     }
     return cb_result(bx_grad_accum_scheduler_new(ep, fa, n), where, out);
-}
-static const bx__class CB_GAS = {BX_KIND_CALLBACK, "GradientAccumulationScheduler", GAS_PARAMS, NP(GAS_PARAMS),
-                                 "change accumulate_grad_batches by epoch", build_gas};
+#else
+    return bx__error(BX_ERR_UNSUPPORTED, "%s: a mapping needs the GradientAccumulationScheduler callback, "
+                                         "which this build does not have", where);
 #endif
+}
 
 /* ---- loggers ----------------------------------------------------------------- */
 static const bx__param CSV_PARAMS[] = {

@@ -210,7 +210,7 @@ static bx_status build(run *r) {
     /* callbacks and loggers */
     const bx_state *cl = bx_state_get(t, "callbacks"), *lg = bx_state_get(t, "logger");
     int ncl = (int)bx_state_len(cl), nlg = bx_state_typeof(lg) == BX_STATE_LIST ? (int)bx_state_len(lg) : 0;
-    bx_callback **cbs = bx__calloc(sizeof *cbs * (size_t)(ncl + 2));
+    bx_callback **cbs = bx__calloc(sizeof *cbs * (size_t)(ncl + 3));
     bx_logger **lgs = bx__calloc(sizeof *lgs * (size_t)(nlg + 1));
     int ncb = 0, nlgb = 0;
     bool has_summary = false;
@@ -250,6 +250,12 @@ static bx_status build(run *r) {
         s = cbs[ncb] ? BX_OK : BX_ERR_NOMEM;
         if (s == BX_OK) ncb++;
     }
+    /* accumulate_grad_batches: {epoch: factor} is the scheduler callback, last (Lightning 1.9.5) */
+    const bx_state *ag = bx_state_get(t, "accumulate_grad_batches");
+    if (s == BX_OK && bx_state_typeof(ag) == BX_STATE_DICT) {
+        s = bx__gas_from_mapping(ag, "trainer.accumulate_grad_batches", &cbs[ncb]);
+        if (s == BX_OK) ncb++;
+    }
     if (s == BX_OK && r->stage == BX_STAGE_FIT) {
         save_cfg *sc = bx__calloc(sizeof *sc);
         if (sc) sc->text = bx__yaml_emit(cfg);
@@ -281,7 +287,7 @@ static bx_status build(run *r) {
     o.val_check_interval = limit_of(t, "val_check_interval");
     o.check_val_every_n_epoch = bx__arg_is_null(t, "check_val_every_n_epoch") ? 0 : bx__arg_int(t, "check_val_every_n_epoch");
     o.num_sanity_val_steps = bx__arg_int(t, "num_sanity_val_steps");
-    o.accumulate_grad_batches = bx__arg_is_null(t, "accumulate_grad_batches") ? 1 : bx__arg_int(t, "accumulate_grad_batches");
+    o.accumulate_grad_batches = bx_state_typeof(ag) == BX_STATE_INT ? bx_state_get_int(ag) : 1;
     o.gradient_clip_val = bx__arg_is_null(t, "gradient_clip_val") ? 0.0 : bx__arg_float(t, "gradient_clip_val");
     o.gradient_clip_algorithm =
         bx__arg_str(t, "gradient_clip_algorithm") && !strcmp(bx__arg_str(t, "gradient_clip_algorithm"), "value")
