@@ -20,5 +20,6 @@
 #include "blixt/trainer.h"
 #include "blixt/callbacks.h"
 #include "blixt/swa.h"
+#include "blixt/finetuning.h"
 
 #endif
