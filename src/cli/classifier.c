@@ -18,8 +18,14 @@ static bx_status cls_configure(void *self, bx_trainer *tr, bx_optim_config *cfg)
     bx__classifier *c = self;
     bx_named_tensors *p = bx_module_named_parameters(c->net);
     if (!p) return BX_ERR_NOMEM;
+    /* the trainable parameters (frozen ones are left to fine-tuning callbacks,
+     * like filter(lambda p: p.requires_grad, self.parameters())) */
+    int k = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->tensors[i]->requires_grad) p->tensors[k++] = p->tensors[i];
     bx_optimizer *o = NULL;
-    bx_status s = bx__build_optimizer(c->opt, p->tensors, p->n, &o);
+    bx_status s = k > 0 ? bx__build_optimizer(c->opt, p->tensors, k, &o)
+                        : bx__error(BX_ERR_INVALID, "Classifier: configure_optimizers: no trainable parameters");
     bx_named_tensors_free(p);
     if (s != BX_OK) return s;
     bx_sched_config sc = BX_SCHED_CONFIG_INIT;

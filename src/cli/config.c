@@ -322,6 +322,13 @@ bx_status bx__config_resolve(const bx_state *raw, bx_state **out) {
         if (at != BX_STATE_NULL && at != BX_STATE_INT && at != BX_STATE_DICT)
             s = bx__error(BX_ERR_INVALID, "trainer.accumulate_grad_batches: got %s, expected an int, null or a mapping {epoch: factor}",
                           bx__node_text(ag, vb, sizeof vb));
+        for (size_t i = 0; s == BX_OK && at == BX_STATE_DICT && i < bx_state_len(ag); i++) {
+            bx_state *kv = bx__yaml_scalar(bx_state_key_at(ag, i));
+            if (!kv || bx_state_typeof(kv) != BX_STATE_INT || bx_state_typeof(bx_state_value_at(ag, i)) != BX_STATE_INT)
+                s = bx__error(BX_ERR_INVALID, "trainer.accumulate_grad_batches: got the entry '%s': %s, expected {int epoch: int factor}",
+                              bx_state_key_at(ag, i), bx__node_text(bx_state_value_at(ag, i), vb, sizeof vb));
+            bx_state_free(kv);
+        }
     }
     if (s == BX_OK) {
         const bx_state *lg = bx_state_get(tr, "logger");

@@ -4,6 +4,7 @@
  * parameter table (names, types, defaults as YAML text) and a builder that
  * reads the resolved options. Callbacks whose implementation lands later are
  * compiled in when their header macro exists. */
+#include "blixt/finetuning.h"
 #include "cli/cli_int.h"
 
 #include <math.h>
@@ -177,6 +178,39 @@ bx_status bx__gas_from_mapping(const bx_state *s, const char *where, bx_callback
                                          "which this build does not have", where);
 #endif
 }
+
+#ifdef BX_BACKBONE_FINETUNING_OPTS_INIT
+static const bx__param BBF_PARAMS[] = {
+    {"unfreeze_backbone_at_epoch", BX_P_INT, "10", NULL},
+    {"backbone_initial_ratio_lr", BX_P_FLOAT, "0.1", NULL},
+    {"backbone_initial_lr", BX_P_FLOAT | BX_P_NULL, "null", NULL},
+    {"should_align", BX_P_BOOL, "true", NULL},
+    {"initial_denom_lr", BX_P_FLOAT, "10.0", NULL},
+    {"train_bn", BX_P_BOOL, "true", NULL},
+    {"verbose", BX_P_BOOL, "false", NULL},
+    {"rounding", BX_P_INT, "12", NULL},
+    {"backbone", BX_P_STR, "backbone", NULL},
+    {"unfreeze_on_resume", BX_P_BOOL, "false", NULL},
+};
+static bx_status build_bbf(const bx__class *c, const bx_state *a, const char *where, bx__build_ctx *ctx,
+                           void *out) {
+    bx_backbone_finetuning_opts o = BX_BACKBONE_FINETUNING_OPTS_INIT;
+    o.unfreeze_backbone_at_epoch = bx__arg_int(a, "unfreeze_backbone_at_epoch");
+    o.backbone_initial_ratio_lr = bx__arg_float(a, "backbone_initial_ratio_lr");
+    o.backbone_initial_lr = bx__arg_float(a, "backbone_initial_lr");
+    o.should_align = bx__arg_bool(a, "should_align");
+    o.initial_denom_lr = bx__arg_float(a, "initial_denom_lr");
+    o.train_bn = bx__arg_bool(a, "train_bn");
+    o.verbose = bx__arg_bool(a, "verbose");
+    o.rounding = (int)bx__arg_int(a, "rounding");
+    o.backbone = bx__arg_str(a, "backbone");
+    o.unfreeze_on_resume = bx__arg_bool(a, "unfreeze_on_resume");
+    return cb_result(bx_backbone_finetuning_new(&o), where, out);
+}
+static const bx__class CB_BBF = {BX_KIND_CALLBACK, "BackboneFinetuning", BBF_PARAMS, NP(BBF_PARAMS),
+                                 "freeze the submodule `backbone` (a dotted path, e.g. layer1), unfreeze it later",
+                                 build_bbf};
+#endif
 
 /* ---- loggers ----------------------------------------------------------------- */
 static const bx__param CSV_PARAMS[] = {
@@ -489,6 +523,9 @@ static const bx__class *const CALLBACKS[] = {
 #endif
 #ifdef BX_LR_MONITOR_OPTS_INIT
     &CB_LRM, &CB_GAS,
+#endif
+#ifdef BX_BACKBONE_FINETUNING_OPTS_INIT
+    &CB_BBF,
 #endif
     &CB_PB, &CB_MS, NULL};
 static const bx__class *const LOGGERS[] = {&LG_CSV, &LG_TB, NULL};

@@ -224,6 +224,22 @@ static void test_fit_and_more(void) {
         CHECK_ERR(bx_cli_run(4, (char **)bad, stdout), BX_ERR_INVALID,
                   "data.init_args.train_images: got 'nope.idx', expected an existing IDX file");
     }
+    /* the callbacks of cb2 and ft from the command line, accumulate_grad_batches as a mapping */
+    {
+        const char *argv[] = {"blixt", "fit", "--config", cfg_path, "--trainer.max_epochs=2",
+                              "--trainer.limit_train_batches=4", "--trainer.callbacks+=LearningRateMonitor",
+                              "--trainer.callbacks+=BackboneFinetuning", "--trainer.callbacks.backbone=fc1",
+                              "--trainer.callbacks.unfreeze_backbone_at_epoch=1",
+                              "--trainer.accumulate_grad_batches={0: 1, 1: 2}", "--lr_scheduler=StepLR"};
+        char root_flag[1200];
+        snprintf(root_flag, sizeof root_flag, "--data.init_args.fallback_root=%s", data_root);
+        const char *all[13];
+        memcpy(all, argv, sizeof argv);
+        all[12] = root_flag;
+        CHECK_OK(bx_cli_run(13, (char **)all, stdout));
+        const char *bad[] = {"blixt", "fit", "--trainer.accumulate_grad_batches={a: 2}"};
+        CHECK_ERR(bx_cli_run(3, (char **)bad, stdout), BX_ERR_INVALID, "trainer.accumulate_grad_batches: got the entry 'a'");
+    }
     /* LeNet and ResNet build and run a few batches */
     CHECK_OK(cli(NULL, "fit", "--model=LeNet", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"));
     CHECK_OK(cli(NULL, "fit", "--model=ResNet", "--model.widths=[4, 8]", "--trainer.fast_dev_run=1"));
