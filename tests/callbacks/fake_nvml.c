@@ -8,6 +8,7 @@
  *     board), else 30 + i %; temperature (GPU sensor) = 40 + i °C;
  *   UUID "GPU-fake-<i>" opens device i.
  * fake_nvml_control() sets the device count and makes nvmlInit_v2 fail;
+ * fake_nvml_lose(i) makes device i's utilization query answer GPU_IS_LOST;
  * fake_nvml_counter() reads the call counters. Test-only: the mutable
  * state below is this fake's whole point. */
 #include <stdio.h>
@@ -29,6 +30,7 @@ struct nvmlDevice_st {
 static struct nvmlDevice_st devices[MAXDEV] = {{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}};
 static unsigned int ndev = 4;
 static int fail_init;
+static int lost = -1; /* a device index whose queries answer NVML_ERROR_GPU_IS_LOST */
 /* counters: 0 init, 1 shutdown, 2 queries (util/mem/fan/temp), 3 handles opened, 4 last opened index */
 static long counters[5];
 
@@ -36,6 +38,7 @@ static long counters[5];
 void fake_nvml_control(unsigned int count, int init_fails);
 long fake_nvml_counter(int which);
 void fake_nvml_reset(void);
+void fake_nvml_lose(int index);
 
 nvmlReturn_t nvmlInit_v2(void);
 nvmlReturn_t nvmlShutdown(void);
@@ -54,6 +57,7 @@ void fake_nvml_control(unsigned int count, int init_fails) {
 }
 long fake_nvml_counter(int which) { return which >= 0 && which < 5 ? counters[which] : -1; }
 void fake_nvml_reset(void) { memset(counters, 0, sizeof counters); }
+void fake_nvml_lose(int index) { lost = index; }
 
 static int live(void) { return counters[0] > counters[1]; }
 
@@ -90,6 +94,7 @@ nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device) {
 nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device, nvmlUtilization_t *u) {
     if (!live()) return 1;
     counters[2]++;
+    if (device->index == lost) return 15; /* NVML_ERROR_GPU_IS_LOST */
     u->gpu = 10u + (unsigned)device->index;
     u->memory = 20u + (unsigned)device->index;
     return 0;
@@ -125,6 +130,7 @@ const char *nvmlErrorString(nvmlReturn_t r) {
     case 3: return "Not Supported";
     case 6: return "Not Found";
     case 9: return "Driver Not Loaded";
+    case 15: return "GPU is lost";
     default: return "Unknown Error";
     }
 }

@@ -59,6 +59,7 @@ static void *fake_lib;
 static void (*fake_control)(unsigned int, int);
 static long (*fake_counter)(int);
 static void (*fake_reset)(void);
+static void (*fake_lose)(int);
 
 static void load_fake(void) {
     fake_lib = dlopen(FAKE_NVML_PATH, RTLD_NOW | RTLD_LOCAL);
@@ -74,7 +75,9 @@ static void load_fake(void) {
     memcpy(&fake_counter, &p, sizeof p);
     p = dlsym(fake_lib, "fake_nvml_reset");
     memcpy(&fake_reset, &p, sizeof p);
-    CHECK(fake_control && fake_counter && fake_reset);
+    p = dlsym(fake_lib, "fake_nvml_lose");
+    memcpy(&fake_lose, &p, sizeof p);
+    CHECK(fake_control && fake_counter && fake_reset && fake_lose);
 }
 
 /* ---- the model: the harness model, with a training step that takes >= 5 ms ---------------- */
@@ -331,6 +334,16 @@ static void test_errors(void) {
               "GPUStatsMonitor: NVML (" FAKE_NVML_PATH ") cannot be initialised: Driver Not Loaded");
     CHECK_EQ_INT(rc.n, 0);
     fake_control(4, 0);
+
+    /* A GPU lost mid-run ends it with a clear message; NVML is shut down on the exception. */
+    fake_reset();
+    fake_lose(0);
+    cb = monitor(d);
+    CHECK_ERR(fit(&cb, 1, &rc, 1, 3, 2), BX_ERR_BACKEND,
+              "GPUStatsMonitor: NVML query utilization.gpu on device 0 failed: GPU is lost");
+    CHECK_EQ_INT(rc.n, 0);
+    check_balanced();
+    fake_lose(-1);
 }
 
 int main(void) {
