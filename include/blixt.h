@@ -19,5 +19,6 @@
 #include "blixt/trainer.h"
 #include "blixt/callbacks.h"
 #include "blixt/swa.h"
+#include "blixt/swa_callback.h"
 
 #endif
