@@ -484,6 +484,37 @@ static void test_ema(void) {
     bx_module_free(m.seq);
 }
 
+/* EMA resumed from the end of epoch 0 continues the same average */
+static void test_ema_resume(void) {
+    char dir[] = "/tmp/blixt_ema_XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[256];
+    snprintf(path, sizeof path, "%s/mid.ckpt", dir);
+    bx_ema_callback_opts eo = BX_EMA_CALLBACK_OPTS_INIT;
+    eo.decay = 0.7;
+    eo.every_n_steps = 2;
+    eo.warmup = true;
+    tm a, b;
+    tm_init(&a, true);
+    a.save_at_epoch = 0;
+    a.save_path = path;
+    CHECK_OK(run(&a, bx_ema_callback_new(&eo), 3, 1, NULL, NULL));
+    tm_init(&b, true);
+    bx_trainer *tr = NULL;
+    CHECK_OK(run(&b, bx_ema_callback_new(&eo), 3, 1, path, &tr));
+    CHECK_EQ_INT(bx_ema_callback_n_averaged(find(tr, "EMAWeightAveraging")), 7); /* 15 steps / 2 */
+    double pa[32], pb[32];
+    int n;
+    flat_params(a.seq, pa, &n);
+    flat_params(b.seq, pb, &n);
+    for (int j = 0; j < n; j++) CHECK(pa[j] == pb[j]);
+    bx_trainer_free(tr);
+    bx_module_free(a.seq);
+    bx_module_free(b.seq);
+    unlink(path);
+    rmdir(dir);
+}
+
 int main(void) {
     test_pin();
     test_no_bn();
@@ -495,5 +526,6 @@ int main(void) {
     test_fraction();
     test_errors();
     test_ema();
+    test_ema_resume();
     return tu_finish("test_swa_callback");
 }
