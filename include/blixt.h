@@ -7,6 +7,7 @@
 #include "blixt/autograd.h"
 #include "blixt/ops.h"
 #include "blixt/nn.h"
+#include "blixt/prune.h"
 #include "blixt/safetensors.h"
 #include "blixt/state.h"
 #include "blixt/idx.h"

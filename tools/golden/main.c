@@ -290,6 +290,45 @@ static gkind_fn find_kind(const char *kind) {
 
 /* ---- running cases ------------------------------------------------------------ */
 
+/* Python's json.dumps writes float('inf') / float('nan') as the bare tokens
+ * Infinity, -Infinity and NaN, which are not JSON: jansson rejects them.
+ * Returns a malloc'd copy of `text` with those tokens (outside strings)
+ * quoted as "inf", "-inf" and "nan" (kinds read such strings, e.g. a norm
+ * p), or NULL on NOMEM. */
+static char *quote_nonfinite(const char *text) {
+    size_t n = strlen(text);
+    char *out = malloc(n * 2 + 1); /* "-inf" quoted (6) is shorter than -Infinity (9) */
+    if (!out) return NULL;
+    size_t o = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < n;) {
+        char ch = text[i];
+        if (in_str) {
+            out[o++] = ch;
+            if (ch == '\\' && i + 1 < n) out[o++] = text[++i];
+            else if (ch == '"') in_str = false;
+            i++;
+            continue;
+        }
+        if (ch == '"') in_str = true;
+        static const char *const toks[] = {"-Infinity", "Infinity", "NaN"};
+        static const char *const reps[] = {"\"-inf\"", "\"inf\"", "\"nan\""};
+        bool done = false;
+        for (int t = 0; t < 3 && !done; t++) {
+            size_t len = strlen(toks[t]);
+            if (strncmp(text + i, toks[t], len) == 0) {
+                memcpy(out + o, reps[t], strlen(reps[t]));
+                o += strlen(reps[t]);
+                i += len;
+                done = true;
+            }
+        }
+        if (!done) out[o++] = text[i++];
+    }
+    out[o] = '\0';
+    return out;
+}
+
 /* Parses a tolerance string; false if present but not a number >= 0. */
 static bool parse_tol(const char *s, double *out) {
     *out = 0;
@@ -324,6 +363,11 @@ static void run_body(gcase *c, bool strict) {
     if (args) {
         json_error_t err;
         c->args = json_loads(args, 0, &err);
+        if (!c->args) { /* maybe Python's Infinity / NaN tokens */
+            char *q = quote_nonfinite(args);
+            if (q) c->args = json_loads(q, 0, &err);
+            free(q);
+        }
         if (!c->args || !json_is_object(c->args)) {
             gc_fail(c, "metadata 'args' is not a JSON object: %s", c->args ? "wrong type" : err.text);
             return;
