@@ -10,7 +10,7 @@
 /* ---- a model: Linear(2,3) [BatchNorm1d(3)] Linear(3,1), SGD ------------------------ */
 typedef struct tm {
     bx_module *seq;
-    bool two_groups, two_opts, with_sched;
+    bool two_groups, two_opts, with_sched, two_scheds;
     int nbackward, nopt_steps, ntrain_steps;
     int nbackward_per_epoch[16];
     /* params (flattened) at each epoch start, after SWA's hook */
@@ -62,6 +62,10 @@ static bx_status tm_opt(void *self, bx_trainer *tr, bx_optim_config *cfg) {
         bx_sched_config sc = BX_SCHED_CONFIG_INIT;
         sc.scheduler = bx_step_lr_new(opt, &so);
         s = bx_optim_config_add_scheduler(cfg, &sc);
+        if (!s && m->two_scheds) {
+            sc.scheduler = bx_step_lr_new(opt, &so);
+            s = bx_optim_config_add_scheduler(cfg, &sc);
+        }
     }
     return s;
 }
@@ -421,6 +425,11 @@ static void test_errors(void) {
     tm_init(&m, false);
     m.two_opts = true;
     CHECK_ERR(run(&m, swa_cb(2, 0.05, 1), 3, 1, NULL, NULL), BX_ERR_INVALID, "1 optimizer");
+    bx_module_free(m.seq);
+    tm_init(&m, false);
+    m.with_sched = m.two_scheds = true;
+    CHECK_ERR(run(&m, swa_cb(2, 0.05, 1), 3, 1, NULL, NULL), BX_ERR_INVALID, "at most 1 lr scheduler");
+    CHECK_EQ_INT(m.ntrain_steps, 0);
     bx_module_free(m.seq);
     bx_ema_callback_opts eo = BX_EMA_CALLBACK_OPTS_INIT;
     eo.decay = 1.5;
