@@ -196,7 +196,14 @@ static bx_status swa_fit_start(void *self, bx_trainer *tr) {
     w->max_epochs = M;
     w->swa_end = M < 0 ? INT64_MAX - 2 : M - 1;
     bx_module *m = bx_trainer_module(tr);
-    w->has_bn = M >= 0 && bx_module_has_batchnorm(m);
+    /* SWA that never starts (start after the last epoch) neither adds the
+     * BatchNorm epoch nor copies the untouched initial copy into the model
+     * (Lightning 1.9.5 does both) */
+    bool will_run = w->swa_start <= w->swa_end;
+    if (!will_run)
+        bx_logf(BX_LOG_WARNING, "StochasticWeightAveraging: swa_epoch_start=%lld is after the last epoch (%lld); "
+                                "SWA will not run", (long long)start, (long long)M);
+    w->has_bn = will_run && M >= 0 && bx_module_has_batchnorm(m);
     w->bn_epoch = false;
     w->bumped_max = false;
     if (w->has_bn) {
@@ -240,7 +247,7 @@ static bx_status swa_epoch_start(void *self, bx_trainer *tr) {
         if (s != BX_OK) return fit_error(s);
         w->latest_update_epoch = e;
     }
-    if (w->has_bn && e == w->swa_end + 1 && !w->bn_epoch) {
+    if (w->has_bn && e == w->swa_end + 1 && !w->bn_epoch && w->initialized) {
         bx_module *m = bx_trainer_module(tr);
         TRY(bx_averaged_model_transfer_weights(w->avg, m, false));
         TRY(bx_bn_recompute_begin(m, false, &w->bn_saved));
@@ -282,7 +289,7 @@ static bx_status swa_train_end(void *self, bx_trainer *tr) {
     bool bn_ran = w->bn_epoch;
     restore_bn_epoch(w, tr);
     if (bn_ran) return BX_OK;
-    if (bx_trainer_current_epoch(tr) - 1 == w->swa_end) {
+    if (bx_trainer_current_epoch(tr) - 1 == w->swa_end && w->initialized && bx_averaged_model_n_averaged(w->avg) > 0) {
         if (w->has_bn)
             bx_logf(BX_LOG_WARNING, "StochasticWeightAveraging: training ended before the BatchNorm update epoch; "
                                     "the averaged weights are used with the model's BatchNorm statistics");

@@ -390,6 +390,28 @@ static void test_fraction(void) {
     bx_module_free(m.seq);
 }
 
+/* a start after the last epoch: SWA never runs, no BN epoch, trained weights kept */
+static void test_never_starts(void) {
+    tm m;
+    tm_init(&m, true);
+    bx_trainer *tr = NULL;
+    CHECK_OK(run(&m, swa_cb(10, 0.05, 1), 3, 1, NULL, &tr));
+    CHECK_EQ_INT(bx_trainer_current_epoch(tr), 3);
+    CHECK_EQ_INT(bx_trainer_max_epochs(tr), 3);
+    bx_callback *cb = find(tr, "StochasticWeightAveraging");
+    CHECK(!bx_swa_callback_initialized(cb));
+    CHECK_EQ_INT(bx_swa_callback_n_averaged(cb), 0);
+    double fin[32], init[32];
+    int n;
+    flat_params(m.seq, fin, &n);
+    flat_params(bx_swa_callback_average_module(cb), init, &n);
+    bool differ = false;
+    for (int j = 0; j < n; j++) differ = differ || fin[j] != init[j];
+    CHECK(differ); /* the model was not overwritten by the untouched copy */
+    bx_trainer_free(tr);
+    bx_module_free(m.seq);
+}
+
 static void test_errors(void) {
     bx_swa_callback_opts o = BX_SWA_CALLBACK_OPTS_INIT;
     o.swa_lr = 0.05;
@@ -533,6 +555,7 @@ int main(void) {
     test_resume(true);
     test_avg_fn();
     test_fraction();
+    test_never_starts();
     test_errors();
     test_ema();
     test_ema_resume();
