@@ -228,6 +228,9 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         } else if (sc_swa_handles(type)) {
             cb = sc_swa_new(a);
             if (!cb) s = BX_ERR_INVALID;
+        } else if (sc_cb_finetune_handles(type)) { /* cb_finetune.c */
+            cb = sc_cb_finetune_new(type, a);
+            if (!cb) s = BX_ERR_INVALID;
         } else if (getenv("BLIXT_SCENARIO_SKIP_UNKNOWN")) {
             /* debugging aid: run without the callbacks this build lacks */
             fprintf(stderr, "blixt-scenario: skipping unavailable callback '%s'\n", type ? type : "?");

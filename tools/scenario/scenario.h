@@ -61,4 +61,9 @@ bool sc_swa_handles(const char *type);
 bx_callback *sc_swa_new(json_t *args);
 void sc_swa_trace(bx_trainer *tr, json_t *phase);
 
+/* cb_finetune.c: BackboneFinetuning from its scenario args (NULL + stderr
+ * on a construct error). */
+bool sc_cb_finetune_handles(const char *type);
+bx_callback *sc_cb_finetune_new(const char *type, json_t *args);
+
 #endif
