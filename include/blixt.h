@@ -21,6 +21,7 @@
 #include "blixt/callbacks.h"
 #include "blixt/gpu_stats.h"
 #include "blixt/swa.h"
+#include "blixt/swa_callback.h"
 #include "blixt/finetuning.h"
 #include "blixt/quant.h"
 
