@@ -197,8 +197,10 @@ typedef struct bx_progress_bar_opts {
     int64_t refresh_rate;   /* 1 */
     void *stream;           /* FILE *; NULL = stderr */
     int tty;                /* -1 detect (isatty), 0 plain lines, 1 terminal drawing */
+    double mininterval;     /* 0.1: seconds between redraws of the training bar (tqdm's
+                               mininterval); 0 draws at every refresh_rate update */
 } bx_progress_bar_opts;
-#define BX_PROGRESS_BAR_OPTS_INIT {1, NULL, -1}
+#define BX_PROGRESS_BAR_OPTS_INIT {1, NULL, -1, 0.1}
 bx_callback *bx_progress_bar_new_ex(const bx_progress_bar_opts *o);
 /* The default progress bar ("ProgressBar") the Trainer adds when
  * enable_progress_bar is set and none is given (refresh_rate 1, stderr). */

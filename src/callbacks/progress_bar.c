@@ -135,11 +135,13 @@ typedef struct tbar {
     int64_t n;
     double total; /* INFINITY unknown */
     double t0;    /* start time, seconds */
+    double drawn; /* when the line was last drawn (terminal) */
     char postfix[512];
 } tbar;
 
 typedef struct pbar {
     int64_t refresh;
+    double mininterval;
     FILE *out;
     bool tty;
     tbar main, val;
@@ -262,6 +264,7 @@ static void format_line(const pbar *p, const tbar *b, char *line, size_t n) {
 
 static void draw(pbar *p, tbar *b) {
     if (!p->tty || !b->open) return;
+    b->drawn = now_s();
     char line[1024];
     format_line(p, b, line, sizeof line);
     fprintf(p->out, "\r%s\x1b[K", line);
@@ -354,8 +357,17 @@ static bx_status pb_batch_end(void *self, bx_trainer *tr, const bx_step_output *
     bx_progress_counters c;
     bx_progress_bar_counters(tr, &c);
     if (should_update(p, c.train_batch_idx, c.total_train_batches + c.total_val_batches)) {
-        set_postfix(p, &p->main, tr);
+        /* Like tqdm's mininterval (0.1 s): the counter always advances, but
+         * the metrics are formatted and the line drawn at most 10 times a
+         * second (and never on a plain stream, which prints at bar close),
+         * so the bar costs nothing per step. */
+        bool redraw = p->tty && (p->mininterval <= 0 || now_s() - p->main.drawn >= p->mininterval ||
+                                 (double)(p->main.n + p->refresh) >= p->main.total);
+        if (redraw) set_postfix(p, &p->main, tr);
+        bool tty = p->tty;
+        if (!redraw) p->tty = false; /* advance without drawing */
         bar_update(p, &p->main);
+        p->tty = tty;
     }
     return BX_OK;
 }
@@ -486,6 +498,7 @@ bx_callback *bx_progress_bar_new_ex(const bx_progress_bar_opts *o) {
     pbar *p = bx__calloc(sizeof *p);
     if (!p) return NULL;
     p->refresh = o->refresh_rate;
+    p->mininterval = o->mininterval;
     p->out = o->stream ? (FILE *)o->stream : stderr;
     p->tty = o->tty < 0 ? isatty(fileno(p->out)) != 0 : o->tty != 0;
     return bx_callback_new(&PB_OPS, p);

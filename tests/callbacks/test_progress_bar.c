@@ -43,6 +43,7 @@ static char *run_bar(int train, int val, int refresh, int tty, int sanity, int e
     po.refresh_rate = refresh;
     po.stream = f;
     po.tty = tty;
+    po.mininterval = 0; /* every update drawn: the pins read the deltas */
     cu_model m;
     cu_model_init(&m);
     bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
