@@ -228,6 +228,9 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         } else if (sc_es_mc_handles(type)) {
             cb = sc_es_mc_new(type, a);
             if (!cb) s = BX_ERR_INVALID;
+        } else if (sc_prune_handles(type)) {
+            cb = sc_prune_new(a);
+            if (!cb) s = BX_ERR_INVALID;
         } else if (getenv("BLIXT_SCENARIO_SKIP_UNKNOWN")) {
             /* debugging aid: run without the callbacks this build lacks */
             fprintf(stderr, "blixt-scenario: skipping unavailable callback '%s'\n", type ? type : "?");
@@ -305,6 +308,7 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         json_object_set_new(F, "progress_bar_metrics", metrics_json(tr, BX_PROGRESS_BAR_METRICS));
         json_object_set_new(P, "final", F);
         sc_es_mc_trace(tr, P);
+        sc_prune_trace(tr, P, &ph);
         json_object_set_new(P, "counters", ph.counters);
         ph.counters = NULL;
         json_object_set_new(P, "epoch_records", ph.epoch_records);
