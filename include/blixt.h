@@ -21,5 +21,7 @@
 #include "blixt/callbacks.h"
 #include "blixt/pruning.h"
 #include "blixt/swa.h"
+#include "blixt/finetuning.h"
+#include "blixt/quant.h"
 
 #endif

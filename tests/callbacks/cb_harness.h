@@ -89,7 +89,7 @@ static inline void ch_metric(ch_model *m, const char *name, const double *v, int
     m->nvals[k] = n;
 }
 
-static bx_dataset *ch_ds(int n) {
+static inline bx_dataset *ch_ds(int n) {
     int64_t xs[2] = {n, 2}, ys[2] = {n, 1};
     bx_tensor *x = bx_tensor_new(BX_F32, 2, xs), *y = bx_tensor_new(BX_F32, 2, ys);
     for (int i = 0; i < n; i++) {
@@ -135,7 +135,7 @@ static inline bx_status ch_fit(ch_model *m, bx_trainer_opts *o, int ntrain, cons
 }
 
 /* The i-th callback of tr whose name is `name`. */
-static bx_callback *ch_find(bx_trainer *tr, const char *name, int nth) {
+static inline bx_callback *ch_find(bx_trainer *tr, const char *name, int nth) {
     for (int i = 0; i < bx_trainer_num_callbacks(tr); i++)
         if (!strcmp(bx_callback_name(bx_trainer_callback(tr, i)), name) && nth-- == 0) return bx_trainer_callback(tr, i);
     return NULL;

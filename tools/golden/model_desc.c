@@ -171,8 +171,12 @@ static bool add_at(parse_err *pe, bx_module *root, const char *path, bx_module *
 }
 
 /* Splits the element text "name=Type(args)" / "Type(args)" / "relu" and adds
- * the layer; unnamed layers get a name of their own (they hold no state). */
-static bool add_element(gcase *c, parse_err *pe, bx_module *root, const char *elem, size_t len, int idx) {
+ * the layer. An unnamed layer right after "<seq>.<K>" is "<seq>.<K+1>" (as in
+ * "net.1=BatchNorm1d(8)-ReLU-net.3=Linear(8,3)": the ReLU is net.2); other
+ * unnamed layers get a name of their own (they hold no state). `prev` holds
+ * the previous element's path. */
+static bool add_element(gcase *c, parse_err *pe, bx_module *root, const char *elem, size_t len, int idx,
+                        char *prev) {
     char e[256];
     while (len && isspace((unsigned char)*elem)) elem++, len--;
     while (len && isspace((unsigned char)elem[len - 1])) len--;
@@ -189,8 +193,15 @@ static bool add_element(gcase *c, parse_err *pe, bx_module *root, const char *el
         type = eq + 1;
         paren = strchr(type, '(');
     } else {
-        snprintf(path, sizeof path, "_layer%d", idx);
+        const char *dot = strrchr(prev, '.');
+        char *end = NULL;
+        long k = dot ? strtol(dot + 1, &end, 10) : -1;
+        if (dot && end && *end == '\0' && end != dot + 1 && k >= 0)
+            snprintf(path, sizeof path, "%.*s.%ld", (int)(dot - prev), prev, k + 1);
+        else
+            snprintf(path, sizeof path, "_layer%d", idx);
     }
+    snprintf(prev, 128, "%s", path);
     char *args = NULL;
     if (paren) {
         *paren = '\0';
@@ -212,6 +223,7 @@ static bool add_element(gcase *c, parse_err *pe, bx_module *root, const char *el
 static bool add_list(gcase *c, parse_err *pe, bx_module *root, const char *s, size_t len, const char *sep) {
     size_t seplen = strlen(sep), start = 0;
     int depth = 0, idx = 0;
+    char prev[128] = "";
     for (size_t i = 0; i <= len; i++) {
         if (i < len && s[i] == '(') depth++;
         if (i < len && s[i] == ')') depth--;
@@ -219,7 +231,7 @@ static bool add_list(gcase *c, parse_err *pe, bx_module *root, const char *s, si
         if (at_sep && seplen == 1 && *sep == '-' && (i + 1 < len && (isdigit((unsigned char)s[i + 1]) || s[i + 1] == '>')))
             at_sep = false;
         if (i == len || at_sep) {
-            if (!add_element(c, pe, root, s + start, i - start, idx++)) return false;
+            if (!add_element(c, pe, root, s + start, i - start, idx++, prev)) return false;
             start = i + seplen;
             i += seplen - 1;
         }

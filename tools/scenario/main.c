@@ -216,12 +216,9 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         const char *type = json_string_value(json_object_get(cj, "type"));
         json_t *a = json_object_get(cj, "args");
         bx_callback *cb = NULL;
-        if (type && !strcmp(type, "ProgressBarRecorder")) {
-            cb = sc_progress_recorder_new(&ph);
-            o.enable_progress_bar = true;
-        } else if (type && !strcmp(type, "TQDMProgressBar")) {
-            cb = bx_progress_bar_new();
-            o.enable_progress_bar = true;
+        int misc = sc_cb_misc_build(&ph, type, a, &o, &cb); /* cb_misc.c */
+        if (misc != 0) {
+            if (misc < 0) s = BX_ERR_INVALID;
         } else if (type && !strcmp(type, "Counter")) {
             json_t *k = a ? json_object_get(a, "key") : NULL;
             cb = sc_counter_new(&ph, k ? json_string_value(k) : "c");
@@ -230,6 +227,9 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
             if (!cb) s = BX_ERR_INVALID;
         } else if (sc_prune_handles(type)) {
             cb = sc_prune_new(a);
+            if (!cb) s = BX_ERR_INVALID;
+        } else if (sc_cb_finetune_handles(type)) { /* cb_finetune.c */
+            cb = sc_cb_finetune_new(type, a);
             if (!cb) s = BX_ERR_INVALID;
         } else if (getenv("BLIXT_SCENARIO_SKIP_UNKNOWN")) {
             /* debugging aid: run without the callbacks this build lacks */
@@ -241,6 +241,7 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         if (cb) cbs[ncb++] = cb;
     }
     cbs[ncb++] = sc_recorder_new(&ph);
+    if (s == BX_OK) s = sc_cb_misc_after_recorder(&ph, cbs, &ncb);
     o.callbacks = cbs;
     o.num_callbacks = ncb;
     bx_trainer *tr = NULL;
@@ -309,6 +310,7 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         json_object_set_new(P, "final", F);
         sc_es_mc_trace(tr, P);
         sc_prune_trace(tr, P, &ph);
+        sc_cb_misc_trace(&ph, tr, P);
         json_object_set_new(P, "counters", ph.counters);
         ph.counters = NULL;
         json_object_set_new(P, "epoch_records", ph.epoch_records);

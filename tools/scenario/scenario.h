@@ -34,10 +34,18 @@ bx_status sc_build_model(sc_phase *ph, const bx_model_ops **ops);
 bx_status sc_build_data(sc_phase *ph, bx_dataset **train, bx_dataset **val);
 bx_callback *sc_recorder_new(sc_phase *ph);
 bx_callback *sc_counter_new(sc_phase *ph, const char *key);
-bx_callback *sc_progress_recorder_new(sc_phase *ph);
 void sc_event(sc_phase *ph, const char *src, const char *hook, bx_trainer *tr, int64_t batch_idx,
               const char *stage);
 json_t *sc_tensor_json(const bx_tensor *t);
+
+/* cb_misc.c: LearningRateMonitor, GradientAccumulationScheduler, LambdaCallback,
+ * ProgressBarRecorder, TQDMProgressBar. build: 0 = not this file's type, 1 =
+ * built (*out), -1 = construct error. after_recorder: Trainer
+ * accumulate_grad_batches dict -> a scheduler appended after the Recorder.
+ * trace: the lr_monitor section. */
+int sc_cb_misc_build(sc_phase *ph, const char *type, json_t *args, bx_trainer_opts *o, bx_callback **out);
+bx_status sc_cb_misc_after_recorder(sc_phase *ph, bx_callback **cbs, int *ncb);
+void sc_cb_misc_trace(sc_phase *ph, bx_trainer *tr, json_t *P);
 json_t *sc_state_json(const bx_state *s);
 
 /* cb_es_mc.c: EarlyStopping / ModelCheckpoint from scenario args (NULL with
@@ -54,5 +62,10 @@ bool sc_prune_handles(const char *type);
 bx_callback *sc_prune_new(json_t *args);
 void sc_prune_trace(bx_trainer *tr, json_t *phase, sc_phase *ph);
 void sc_prune_epoch_record(sc_phase *ph, json_t *rec);
+
+/* cb_finetune.c: BackboneFinetuning from its scenario args (NULL + stderr
+ * on a construct error). */
+bool sc_cb_finetune_handles(const char *type);
+bx_callback *sc_cb_finetune_new(const char *type, json_t *args);
 
 #endif
