@@ -500,7 +500,7 @@ bx_callback *bx_model_pruning_new(const bx_model_pruning_opts *o) {
             ok = p->given[i].module && p->given[i].name;
         }
     }
-    p->o.pruning_fn = NULL; /* the method is kept; the name below for reports */
+    /* the caller's string is not kept: the canonical name serves the reports */
     static const char *const fn_names[] = {"l1_unstructured", "random_unstructured", "ln_structured",
                                            "random_structured"};
     p->o.pruning_fn = fn_names[method];
