@@ -260,6 +260,47 @@ static void test_lottery_ticket(void) {
     bx_module_free(m.seq);
 }
 
+/* resample_parameters: the survivors get freshly initialised values (not
+ * theta_0), drawn again at every reset; pruned entries stay 0. */
+static bool first_epoch_only(void *ud, int64_t e) { (void)ud; return e == 0; }
+static void test_lottery_ticket_resample(void) {
+    mlp_model m = {mlp_new(12), false};
+    bx_module *theta0 = bx_module_clone(m.seq);
+    bx_model_pruning_opts a = weight_opts("l1_unstructured", 0.5);
+    a.lottery_ticket_fn = first_epoch_only; /* reset after epoch 0 only */
+    a.resample_parameters = true;
+    a.make_pruning_permanent = false;
+    a.apply_pruning_fn = first_epoch_only;
+    a.seed = 42;
+    bx_callback *cb = bx_model_pruning_new(&a);
+    bx_trainer_opts o = ch_opts(1, &cb, 1, NULL);
+    CHECK_OK(mlp_fit(&m, &o, NULL, NULL));
+    bx_module *lm = bx_module_find(m.seq, "mlp_1");
+    bx_tensor *orig = bx_prune_param(lm, "weight"), *mask = bx_prune_mask(lm, "weight");
+    bx_tensor *eff = bx_prune_effective(lm, "weight");
+    bx_tensor *t0 = bx_module_param(bx_module_find(theta0, "mlp_1"), "weight");
+    int64_t same = 0, surv = 0, nonzero_pruned = 0;
+    double bound = 1.0 / sqrt(32.0) + 1e-6; /* kaiming-uniform bound of Linear(32, .) */
+    int64_t out_of_bound = 0;
+    for (int64_t k = 0; orig && mask && eff && k < bx_numel(orig); k++) {
+        if (bx_get(mask, k) != 0) {
+            surv++;
+            same += bx_get(orig, k) == bx_get(t0, k);
+            out_of_bound += fabs(bx_get(orig, k)) > bound;
+        } else {
+            nonzero_pruned += bx_get(eff, k) != 0.0;
+        }
+    }
+    CHECK(orig && mask && eff);
+    CHECK(surv > 0);
+    CHECK_EQ_INT(same, 0);
+    CHECK_EQ_INT(out_of_bound, 0);
+    CHECK_EQ_INT(nonzero_pruned, 0);
+    bx_tensor_free(eff);
+    bx_module_free(theta0);
+    bx_module_free(m.seq);
+}
+
 /* make_pruning_permanent: the epoch checkpoints hold plain weights (= the
  * masked values) that load strictly into a plain model; training kept masks
  * until train end. Then resume from that checkpoint: masks restored. */
@@ -456,6 +497,7 @@ int main(void) {
     test_pins_random_local();
     test_discovery_order();
     test_lottery_ticket();
+    test_lottery_ticket_resample();
     test_permanent_checkpoint_and_resume();
     test_resume_masks_state_dict();
     test_amount_fn_structured_val_end();
