@@ -20,7 +20,9 @@
 #include "blixt/trainer.h"
 #include "blixt/callbacks.h"
 #include "blixt/pruning.h"
+#include "blixt/gpu_stats.h"
 #include "blixt/swa.h"
+#include "blixt/swa_callback.h"
 #include "blixt/finetuning.h"
 #include "blixt/quant.h"
 
