@@ -19,6 +19,7 @@
 #include "blixt/callback.h"
 #include "blixt/trainer.h"
 #include "blixt/callbacks.h"
+#include "blixt/pruning.h"
 #include "blixt/gpu_stats.h"
 #include "blixt/swa.h"
 #include "blixt/swa_callback.h"

@@ -55,6 +55,14 @@ bool sc_es_mc_handles(const char *type);
 bx_callback *sc_es_mc_new(const char *type, json_t *args);
 void sc_es_mc_trace(bx_trainer *tr, json_t *phase);
 
+/* cb_prune.c: ModelPruning from scenario args (NULL with the message on bad
+ * args), the trace sections `pruning` / `masks_final`, and the pruning part
+ * of an epoch-end record (with record.masks). */
+bool sc_prune_handles(const char *type);
+bx_callback *sc_prune_new(json_t *args);
+void sc_prune_trace(bx_trainer *tr, json_t *phase, sc_phase *ph);
+void sc_prune_epoch_record(sc_phase *ph, json_t *rec);
+
 /* cb_swa.c: StochasticWeightAveraging from scenario args (NULL with the
  * message on bad args) and the `swa` trace section. */
 bool sc_swa_handles(const char *type);
