@@ -22,5 +22,6 @@
 #include "blixt/swa.h"
 #include "blixt/finetuning.h"
 #include "blixt/quant.h"
+#include "blixt/qat.h"
 
 #endif

@@ -47,6 +47,7 @@ static void rec_epoch_record(sc_phase *ph, bx_trainer *tr, const char *at) {
         for (int k = 0; k < np->n; k++) json_object_set_new(pp, np->names[k], sc_tensor_json(np->tensors[k]));
         json_object_set_new(r, "params", pp);
     }
+    if (!strcmp(at, "on_train_epoch_end")) sc_qat_epoch_record(ph, r);
     bx_named_tensors_free(np);
     json_object_set_new(r, "lrs", lrs);
     json_object_set_new(r, "momenta", mom);
