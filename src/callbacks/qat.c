@@ -254,29 +254,31 @@ static bx_status take_child(bx_module *from, const char *name, bx_module **out) 
 static bx_status convert_in_place(qat *q) {
     bx_module *root = q->root;
     int nc = bx_module_num_children(root);
-    const char **names = bx__calloc(sizeof *names * (size_t)(nc + 1));
+    char **names = bx__calloc(sizeof *names * (size_t)(nc + 1));
     bx_module *seq = bx_nn_sequential();
     if (!names || !seq) {
         bx__free(names);
         bx_module_free(seq);
         return BX_ERR_NOMEM;
     }
-    /* order: quant, the model's children, dequant */
+    /* order: quant, the model's children, dequant (names copied: a child's
+     * name is only guaranteed while the child stays) */
     int k = 0;
-    names[k++] = "quant";
+    bx_status s = BX_OK;
+    names[k++] = bx__strdup("quant");
     for (int i = 0; i < nc; i++) {
         const char *nm;
         bx_module_child_at(root, i, &nm);
-        if (strcmp(nm, "quant") && strcmp(nm, "dequant")) names[k++] = nm;
+        if (strcmp(nm, "quant") && strcmp(nm, "dequant")) names[k++] = bx__strdup(nm);
     }
-    names[k++] = "dequant";
-    bx_status s = BX_OK;
+    names[k++] = bx__strdup("dequant");
+    for (int i = 0; i < k; i++)
+        if (!names[i]) s = BX_ERR_NOMEM;
     int moved = 0;
-    for (; moved < k && s == BX_OK; moved++) {
+    for (; s == BX_OK && moved < k; moved++) {
         bx_module *c = NULL;
         s = take_child(root, names[moved], &c);
         if (s == BX_OK) s = bx_sequential_append(seq, c);
-        if (s != BX_OK) moved++;
     }
     bx_module *qseq = NULL;
     if (s == BX_OK) s = bx_quant_convert(seq, &qseq);
@@ -302,6 +304,7 @@ static bx_status convert_in_place(qat *q) {
         if (s2 == BX_OK) s2 = bx_module_replace_child(root, names[i], repl, NULL);
     }
     bx_module_free(qseq);
+    for (int i = 0; i < k; i++) bx__free(names[i]);
     bx__free(names);
     if (s == BX_OK) s = s2;
     if (s == BX_OK) {
