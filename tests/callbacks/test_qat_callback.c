@@ -387,11 +387,78 @@ static void test_resume(void) {
     bx_module_free(m4.root);
 }
 
+/* ---- Conv + BatchNorm + ReLU fusion: a small CNN converts to int8 conv ------ */
+typedef struct cnn {
+    bx_module *root;
+} cnn;
+static bx_tensor *cnn_forward(bx_module *m, bx_step *st, bx_tensor *x) {
+    const char *order[5] = {"conv", "bn", "relu", "flat", "fc"};
+    for (int i = 0; i < 5; i++) x = bx_module_forward(bx_module_child(m, order[i]), st, x);
+    return x;
+}
+static const bx_module_type CNN_TYPE = {"Cnn", cnn_forward, NULL, NULL, NULL, NULL};
+static bx_module *c_module(void *self) { return ((cnn *)self)->root; }
+static bx_status c_opt(void *self, bx_trainer *tr, bx_optim_config *cfg) {
+    (void)tr;
+    bx_sgd_opts o = BX_SGD_OPTS_INIT;
+    o.lr = 0.05;
+    bx_optimizer *opt = bx_sgd_new(&o);
+    bx_named_tensors *np = bx_module_named_parameters(((cnn *)self)->root);
+    bx_status s = bx_optimizer_add_group(opt, np->tensors, np->n, NULL);
+    bx_named_tensors_free(np);
+    return s ? s : bx_optim_config_add_optimizer(cfg, opt);
+}
+static bx_status c_train(void *self, bx_step *st, const bx_batch *b, int64_t i) {
+    (void)i;
+    bx_tensor *y = bx_module_forward(((cnn *)self)->root, st, b->x);
+    return bx_step_set_loss(st, bx_mse_loss(st, y, b->y, BX_REDUCTION_MEAN));
+}
+static const bx_model_ops CNN_OPS = {.name = "Cnn", .module = c_module, .configure_optimizers = c_opt,
+                                     .training_step = c_train};
+
+static void test_conv_bn_relu(void) {
+    bx_rng r;
+    bx_rng_init(&r, 5);
+    cnn m = {bx_module_new(&CNN_TYPE, NULL)};
+    bx_module_add_child(m.root, "conv", bx_nn_conv2d(1, 2, 3, 3, NULL, true, &r));
+    bx_module_add_child(m.root, "bn", bx_nn_batchnorm2d(2, NULL));
+    bx_module_add_child(m.root, "relu", bx_nn_relu());
+    bx_module_add_child(m.root, "flat", bx_nn_flatten(1, -1));
+    bx_module_add_child(m.root, "fc", bx_nn_linear(8, 1, true, &r));
+    int64_t xs[4] = {16, 1, 4, 4}, ys[2] = {16, 1};
+    bx_tensor *x = bx_tensor_new(BX_F32, 4, xs), *y = bx_tensor_new(BX_F32, 2, ys);
+    for (int64_t i = 0; i < 16 * 16; i++) bx_set(x, i, sin(0.3 * (double)i));
+    for (int i = 0; i < 16; i++) bx_set(y, i, cos(0.5 * i));
+    bx_dataset *ds = bx_dataset_from_tensors(x, y, true);
+    bx_loader_opts lo = BX_LOADER_OPTS_INIT;
+    lo.batch_size = 8;
+    bx_loader *ld = bx_loader_new(ds, &lo);
+    bx_qat_fuse_group g[1] = {{{"conv", "bn", "relu"}}};
+    bx_qat_opts o = BX_QAT_OPTS_INIT;
+    o.modules_to_fuse = g;
+    o.num_modules_to_fuse = 1;
+    bx_callback *cbs[1] = {bx_qat_callback_new(&o)};
+    bx_trainer_opts to = topts(2, cbs, 1);
+    bx_trainer *tr = bx_trainer_new(&to);
+    bx_model model = {&CNN_OPS, &m};
+    CHECK_OK(bx_trainer_fit(tr, &model, ld, NULL, NULL));
+    CHECK(!strcmp(bx_module_type_name(bx_module_child(m.root, "conv")), "QuantizedConv2dReLU"));
+    CHECK(!strcmp(bx_module_type_name(bx_module_child(m.root, "fc")), "QuantizedLinear"));
+    bx_tensor *out = run(m.root, bx_dataset_x(ds));
+    CHECK(out && out->ndim == 2 && out->shape[0] == 16 && out->shape[1] == 1);
+    bx_tensor_free(out);
+    bx_trainer_free(tr);
+    bx_loader_free(ld);
+    bx_dataset_free(ds);
+    bx_module_free(m.root);
+}
+
 int main(void) {
     test_mlp_convert();
     test_stages();
     test_collect_counts();
     test_errors();
     test_resume();
+    test_conv_bn_relu();
     return tu_finish("test_qat_callback");
 }
