@@ -57,6 +57,7 @@ typedef struct qat {
     int nsaved;
     bool have_saved;
     bx_module *float_parts; /* the replaced float modules (owned) */
+    bx_module *kept;        /* BatchNorms folded at fit start (owned) */
 } qat;
 
 static bool stage_bit(const qat *q, unsigned bit) { return (q->stages & bit) != 0; }
@@ -108,7 +109,15 @@ static bx_status fuse_group(qat *q, bx_module *root, int gi) {
     if ((lin || conv) && n == 2 && is_type(ms[1], "ReLU")) {
         s = bx_qat_fuse_linear_relu(root, g->paths[0], g->paths[1], &q->qc);
     } else if ((lin || conv) && n >= 2 && is_bn(ms[1]) && (n == 2 || is_type(ms[2], "ReLU"))) {
-        s = bx_fuse_conv_bn(root, g->paths[0], g->paths[1]);
+        /* The Trainer's optimizers were built before on_fit_start and hold
+         * the BatchNorm's parameters: fold a clone and keep the original
+         * alive until the callback is freed. */
+        bx_module *clone = bx_module_clone(ms[1]), *orig = NULL;
+        s = clone ? bx_module_replace_child(root, g->paths[1], clone, &orig) : BX_ERR_NOMEM;
+        if (s == BX_OK && !q->kept && !(q->kept = bx_nn_sequential())) s = BX_ERR_NOMEM;
+        if (s == BX_OK) s = bx_sequential_append(q->kept, orig);
+        else bx_module_free(orig);
+        if (s == BX_OK) s = bx_fuse_conv_bn(root, g->paths[0], g->paths[1]);
         if (s == BX_OK && n == 3) s = bx_qat_fuse_linear_relu(root, g->paths[0], g->paths[2], &q->qc);
     } else {
         char types[160];
@@ -393,6 +402,7 @@ static void q_destroy(void *self) {
     bx__free(q->fuse);
     bx__free(q->saved);
     bx_module_free(q->float_parts);
+    bx_module_free(q->kept);
     bx__free(q);
 }
 
