@@ -223,6 +223,12 @@ int64_t bx_trainer_min_epochs(const bx_trainer *tr);
 int64_t bx_trainer_max_steps(const bx_trainer *tr);
 int64_t bx_trainer_accumulate_grad_batches(const bx_trainer *tr);
 void bx_trainer_set_accumulate_grad_batches(bx_trainer *tr, int64_t n);
+/* Forward-only training batches (Lightning's fit_loop._skip_backward, set by
+ * StochasticWeightAveraging for its BatchNorm epoch): while set, each batch
+ * runs training_step only - no zero_grad, no backward hooks or backward, no
+ * optimizer step and no global_step increment. Cleared by the caller. */
+bool bx_trainer_skip_backward(const bx_trainer *tr);
+void bx_trainer_set_skip_backward(bx_trainer *tr, bool skip);
 int64_t bx_trainer_log_every_n_steps(const bx_trainer *tr);
 int64_t bx_trainer_num_training_batches(const bx_trainer *tr);
 void bx_trainer_set_num_training_batches(bx_trainer *tr, int64_t n);

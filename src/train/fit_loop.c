@@ -182,6 +182,10 @@ static bx_status run_closure(bx_trainer *tr, const bx_batch *b, int64_t i, doubl
     bx_tensor *loss = tr->step_loss;
     if (!loss) return BX_OK; /* no loss: no backward, no step */
     *loss_out = bx_get(loss, 0);
+    if (tr->skip_backward) { /* forward only (SWA's BatchNorm epoch) */
+        tr->acc_loss += *loss_out / (double)tr->accumulate;
+        return BX_OK;
+    }
     for (int k = 0; i % tr->accumulate == 0 && k < tr->ocfg.nopt; k++) {
         bx_optimizer *opt = tr->ocfg.opts[k];
         BX__CALL_HOOK(tr, on_before_zero_grad, tr, opt);
@@ -217,13 +221,13 @@ static bx_status train_batch(bx_trainer *tr, int64_t i, int64_t loader_len) {
     tr->cur_batch_size = (double)b.size;
     BX__CALL_HOOK(tr, on_train_batch_start, tr, &b, i);
     bool boundary = !should_accumulate(tr);
-    if (boundary)
+    if (boundary && !tr->skip_backward)
         for (int k = 0; k < tr->ocfg.nopt; k++) BX__CALL_MODEL_OP(tr, optimizer_step, tr, tr->ocfg.opts[k], k, i);
     double loss = NAN;
     BX__TRY(run_closure(tr, &b, i, &loss));
     /* every optimizer steps at the boundary (one training_step per batch; each
      * step counts in global_step, as 1.9.5 counts optimizer steps) */
-    for (int k = 0; boundary && !isnan(loss) && k < tr->ocfg.nopt; k++) {
+    for (int k = 0; boundary && !tr->skip_backward && !isnan(loss) && k < tr->ocfg.nopt; k++) {
         bx_optimizer *opt = tr->ocfg.opts[k];
         BX__CALL_HOOK(tr, on_before_optimizer_step, tr, opt, k);
         if (m->ops->configure_gradient_clipping)

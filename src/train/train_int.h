@@ -68,6 +68,7 @@ struct bx_trainer {
     /* resolved flags */
     int64_t max_epochs, min_epochs, max_steps, min_steps;
     int64_t accumulate;
+    bool skip_backward; /* bx_trainer_set_skip_backward: forward-only training batches */
     int64_t num_sanity_val_steps; /* INT64_MAX for -1 */
     bool fast_dev_run_on;
 

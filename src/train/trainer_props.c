@@ -21,6 +21,8 @@ int64_t bx_trainer_min_epochs(const bx_trainer *tr) { return tr->min_epochs; }
 int64_t bx_trainer_max_steps(const bx_trainer *tr) { return tr->max_steps; }
 int64_t bx_trainer_accumulate_grad_batches(const bx_trainer *tr) { return tr->accumulate; }
 void bx_trainer_set_accumulate_grad_batches(bx_trainer *tr, int64_t n) { tr->accumulate = n < 1 ? 1 : n; }
+bool bx_trainer_skip_backward(const bx_trainer *tr) { return tr->skip_backward; }
+void bx_trainer_set_skip_backward(bx_trainer *tr, bool skip) { tr->skip_backward = skip; }
 int64_t bx_trainer_log_every_n_steps(const bx_trainer *tr) { return tr->o.log_every_n_steps; }
 int64_t bx_trainer_num_training_batches(const bx_trainer *tr) { return tr->num_training_batches; }
 void bx_trainer_set_num_training_batches(bx_trainer *tr, int64_t n) { tr->num_training_batches = n; }

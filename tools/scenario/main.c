@@ -229,6 +229,9 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         } else if (sc_qat_handles(type)) { /* cb_qat.c */
             cb = sc_qat_new(&ph, a);
             if (!cb) s = BX_ERR_INVALID;
+        } else if (sc_swa_handles(type)) {
+            cb = sc_swa_new(a);
+            if (!cb) s = BX_ERR_INVALID;
         } else if (sc_cb_finetune_handles(type)) { /* cb_finetune.c */
             cb = sc_cb_finetune_new(type, a);
             if (!cb) s = BX_ERR_INVALID;
@@ -310,6 +313,7 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         json_object_set_new(F, "progress_bar_metrics", metrics_json(tr, BX_PROGRESS_BAR_METRICS));
         json_object_set_new(P, "final", F);
         sc_es_mc_trace(tr, P);
+        sc_swa_trace(tr, P);
         sc_cb_misc_trace(&ph, tr, P);
         json_object_set_new(P, "counters", ph.counters);
         ph.counters = NULL;

@@ -2,6 +2,8 @@
  * scripted logging), its data, and the Recorder / Counter callbacks. */
 #include "scenario.h"
 
+#include <stdint.h>
+
 #include <blixt/ops.h>
 #include <blixt/optim.h>
 #include <blixt/sched.h>
@@ -97,7 +99,10 @@ static bx_tensor *root_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     }
     return x;
 }
-static const bx_module_type ROOT_TYPE = {"ScenarioModule", root_forward, NULL, NULL, NULL, NULL};
+/* impl is the borrowed phase (no destroy_impl): a clone (SWA's averaged
+ * copy) shares it */
+static void *root_clone(const void *impl) { return (void *)(uintptr_t)impl; }
+static const bx_module_type ROOT_TYPE = {"ScenarioModule", root_forward, NULL, root_clone, NULL, NULL};
 
 static json_t *S(sc_phase *ph, const char *k) { return json_object_get(ph->sc, k); }
 

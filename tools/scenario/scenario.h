@@ -57,6 +57,12 @@ bool sc_es_mc_handles(const char *type);
 bx_callback *sc_es_mc_new(const char *type, json_t *args);
 void sc_es_mc_trace(bx_trainer *tr, json_t *phase);
 
+/* cb_swa.c: StochasticWeightAveraging from scenario args (NULL with the
+ * message on bad args) and the `swa` trace section. */
+bool sc_swa_handles(const char *type);
+bx_callback *sc_swa_new(json_t *args);
+void sc_swa_trace(bx_trainer *tr, json_t *phase);
+
 /* cb_finetune.c: BackboneFinetuning from its scenario args (NULL + stderr
  * on a construct error). */
 bool sc_cb_finetune_handles(const char *type);
