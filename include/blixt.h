@@ -25,5 +25,6 @@
 #include "blixt/swa_callback.h"
 #include "blixt/finetuning.h"
 #include "blixt/quant.h"
+#include "blixt/qat.h"
 
 #endif

@@ -89,6 +89,12 @@ typedef struct bx_callback_ops {
     bx_status (*on_load_checkpoint)(void *self, bx_trainer *tr, const bx_state *ckpt);
     /* Frees self when the callback is freed (NULL: caller keeps self). */
     void (*destroy)(void *self);
+    /* Restoring a checkpoint: called with this callback's saved state
+     * (callbacks[state key]) BEFORE the model's weights are loaded, for
+     * callbacks that change the model's structure (QuantizationAwareTraining
+     * prepares the model so its QAT buffers load; Lightning's
+     * _load_before_model). load_state_dict still runs later as usual. */
+    bx_status (*load_before_model)(void *self, bx_trainer *tr, const bx_state *state);
 } bx_callback_ops;
 
 typedef struct bx_callback bx_callback;

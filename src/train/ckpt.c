@@ -10,6 +10,7 @@
  * checkpoint continues with the next epoch, a mid-epoch one with the next
  * batch. */
 #include "train/train_int.h"
+#include "blixt/quant.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -199,6 +200,19 @@ bx_status bx__ckpt_restore_model(bx_trainer *tr, const char *path) {
     const bx_state *sd = bx_state_get(tr->loaded_ckpt, "state_dict");
     if (!sd || bx_state_typeof(sd) != BX_STATE_DICT)
         return bx__error(BX_ERR_FORMAT, "checkpoint '%s': no 'state_dict'", path);
+    const bx_state *cbst = bx_state_get(tr->loaded_ckpt, "callbacks");
+    if (cbst && bx_state_typeof(cbst) == BX_STATE_DICT) {
+        char key[512];
+        for (int i = 0; i < tr->ncb; i++) { /* structure-changing callbacks first (QAT) */
+            bx_callback *cb = tr->cbs[i];
+            if (!cb->ops->load_before_model) continue;
+            bx_callback_state_key(cb, key, sizeof key);
+            const bx_state *st = bx_state_get(cbst, key);
+            if (!st) continue;
+            bx_status s = cb->ops->load_before_model(cb->self, tr, st);
+            if (s != BX_OK) return bx__hook_error(tr, bx_callback_name(cb), "load_before_model", s);
+        }
+    }
     bx_named_tensors *nt = bx_named_tensors_new(false);
     if (!nt) return BX_ERR_NOMEM;
     bx_status s = BX_OK;
@@ -211,7 +225,7 @@ bx_status bx__ckpt_restore_model(bx_trainer *tr, const char *path) {
             s = bx_named_tensors_add(nt, bx_state_key_at(sd, i), (bx_tensor *)bx_state_get_tensor(v));
     }
     if (s == BX_OK) {
-        s = bx_module_load_state_dict(tr->module, nt, true);
+        s = bx_quant_load_state_dict(tr->module, nt, true); /* = bx_module_load_state_dict without observers */
         if (s != BX_OK) {
             char *m = bx__strdup(bx_errmsg());
             s = bx__error(s, "checkpoint '%s' does not match the model: %s", path, m ? m : "");

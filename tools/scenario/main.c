@@ -152,6 +152,7 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
     ph.step_lrs = rec_flag(sc, "step_lrs", false);
     ph.rec_requires_grad = rec_flag(sc, "requires_grad", false);
     ph.rec_params = rec_flag(sc, "params_per_epoch", false);
+    ph.rec_fake_quant = rec_flag(sc, "fake_quant", false);
     json_t *P = json_object();
     json_object_set_new(P, "index", json_integer(index));
     json_t *cp = json_object_get(sc, "ckpt_path");
@@ -227,6 +228,8 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
             if (!cb) s = BX_ERR_INVALID;
         } else if (sc_prune_handles(type)) {
             cb = sc_prune_new(a);
+        } else if (sc_qat_handles(type)) { /* cb_qat.c */
+            cb = sc_qat_new(&ph, a);
             if (!cb) s = BX_ERR_INVALID;
         } else if (sc_swa_handles(type)) {
             cb = sc_swa_new(a);
@@ -325,6 +328,7 @@ static json_t *run_phase(json_t *sc, int index, bool *failed) {
         for (int i = 0; i < np->n; i++) json_object_set_new(pf, np->names[i], sc_tensor_json(np->tensors[i]));
         bx_named_tensors_free(np);
         json_object_set_new(P, "params_final", pf);
+        sc_qat_trace(&ph, P, dtr, dva);
         if (json_array_size(ph.progress_bar)) json_object_set_new(P, "progress_bar", ph.progress_bar), ph.progress_bar = NULL;
         if (bx_trainer_num_loggers(tr) > 0) {
             char p[2048];

@@ -48,6 +48,7 @@ static void rec_epoch_record(sc_phase *ph, bx_trainer *tr, const char *at) {
         json_object_set_new(r, "params", pp);
     }
     if (!strcmp(at, "on_train_epoch_end")) sc_prune_epoch_record(ph, r);
+    if (!strcmp(at, "on_train_epoch_end")) sc_qat_epoch_record(ph, r);
     bx_named_tensors_free(np);
     json_object_set_new(r, "lrs", lrs);
     json_object_set_new(r, "momenta", mom);

@@ -27,6 +27,8 @@ typedef struct sc_phase {
     bx_module *root;
     bx_trainer *tr;
     json_t *counters; /* per Counter: {state_key, state, loaded} objects */
+    bx_callback *qat_cb; /* the QuantizationAwareTraining callback (owned by the Trainer) */
+    bool rec_fake_quant;
 } sc_phase;
 
 /* model.c */
@@ -73,5 +75,12 @@ void sc_swa_trace(bx_trainer *tr, json_t *phase);
  * on a construct error). */
 bool sc_cb_finetune_handles(const char *type);
 bx_callback *sc_cb_finetune_new(const char *type, json_t *args);
+
+/* cb_qat.c: QuantizationAwareTraining (NULL + stderr on a construct
+ * error), epoch_records fake_quant, the qat trace section. */
+bool sc_qat_handles(const char *type);
+bx_callback *sc_qat_new(sc_phase *ph, json_t *args);
+void sc_qat_epoch_record(sc_phase *ph, json_t *r);
+void sc_qat_trace(sc_phase *ph, json_t *P, const bx_dataset *train, const bx_dataset *val);
 
 #endif
