@@ -192,6 +192,11 @@ bx_status bx_prune_remove_all(bx_module *m);
 
 /* True when `name` of m is pruned (reparametrised by this module). */
 bool bx_prune_is_pruned(const bx_module *m, const char *name);
+/* Splits a state-dict key "a.b.weight_mask" into the module at "a.b" below
+ * root (*m) and the parameter name "weight" (param, n bytes). False when the
+ * key does not end in "_mask", the name does not fit, or no such module
+ * exists (whether it is pruned is not checked: see bx_prune_is_pruned). */
+bool bx_prune_split_mask_key(bx_module *root, const char *key, bx_module **m, char *param, size_t n);
 /* True when any parameter of any module of the tree is pruned. */
 bool bx_prune_tree_is_pruned(bx_module *m);
 /* The tensor that holds the trained values of `name`: name_orig when

@@ -320,24 +320,6 @@ static bx_status mp_on_train_end(void *self, bx_trainer *tr) {
     return root && bx_prune_tree_is_pruned(root) ? bx_prune_remove_all(root) : BX_OK;
 }
 
-/* "a.b.weight_mask" -> module "a.b", param "weight"; false when not a live mask. */
-static bool split_mask_key(bx_module *root, const char *key, bx_module **m, char *param, size_t n) {
-    size_t len = strlen(key);
-    if (len < 6 || strcmp(key + len - 5, "_mask")) return false;
-    const char *dot = strrchr(key, '.');
-    char path[512];
-    size_t pl = dot ? (size_t)(dot - key) : 0;
-    if (pl >= sizeof path) return false;
-    memcpy(path, key, pl);
-    path[pl] = 0;
-    const char *pn = dot ? dot + 1 : key;
-    size_t nl = strlen(pn) - 5;
-    if (nl == 0 || nl >= n) return false;
-    memcpy(param, pn, nl);
-    param[nl] = 0;
-    *m = bx_module_find(root, path);
-    return *m != NULL;
-}
 
 static bx_status mp_on_save_checkpoint(void *self, bx_trainer *tr, bx_state *ckpt) {
     mp *p = self;
@@ -351,7 +333,7 @@ static bx_status mp_on_save_checkpoint(void *self, bx_trainer *tr, bx_state *ckp
     for (int i = 0; s == BX_OK && i < bufs->n; i++) {
         bx_module *m;
         char param[256];
-        if (split_mask_key(root, bufs->names[i], &m, param, sizeof param) && bx_prune_is_pruned(m, param))
+        if (bx_prune_split_mask_key(root, bufs->names[i], &m, param, sizeof param) && bx_prune_is_pruned(m, param))
             s = bx_state_set_tensor(masks, bufs->names[i], bufs->tensors[i]);
     }
     bx_named_tensors_free(nt);
@@ -379,7 +361,7 @@ static bx_status mp_on_load_checkpoint(void *self, bx_trainer *tr, const bx_stat
         const bx_state *v = bx_state_value_at(masks, i);
         bx_module *m;
         char param[256];
-        if (bx_state_typeof(v) != BX_STATE_TENSOR || !split_mask_key(root, k, &m, param, sizeof param)) continue;
+        if (bx_state_typeof(v) != BX_STATE_TENSOR || !bx_prune_split_mask_key(root, k, &m, param, sizeof param)) continue;
         if (bx_prune_is_pruned(m, param)) {
             MP_TRY(bx_copy(bx_prune_mask(m, param), bx_state_get_tensor(v)));
         } else if (bx_module_param(m, param)) {

@@ -551,3 +551,22 @@ bx_status bx_prune_identity_from_keys(bx_module *root, const char *const *keys, 
     }
     return BX_OK;
 }
+
+/* "a.b.weight_mask" -> module "a.b", param "weight" (see prune.h). */
+bool bx_prune_split_mask_key(bx_module *root, const char *key, bx_module **m, char *param, size_t n) {
+    size_t len = strlen(key);
+    if (len < 6 || strcmp(key + len - 5, "_mask")) return false;
+    const char *dot = strrchr(key, '.');
+    char path[512];
+    size_t pl = dot ? (size_t)(dot - key) : 0;
+    if (pl >= sizeof path) return false;
+    memcpy(path, key, pl);
+    path[pl] = 0;
+    const char *pn = dot ? dot + 1 : key;
+    size_t nl = strlen(pn) - 5;
+    if (nl == 0 || nl >= n) return false;
+    memcpy(param, pn, nl);
+    param[nl] = 0;
+    *m = bx_module_find(root, path);
+    return *m != NULL;
+}

@@ -90,21 +90,7 @@ bx_callback *sc_prune_new(json_t *a) {
 
 /* "a.weight_mask" -> module a, "weight" (false when it is no live mask). */
 static bool mask_target(bx_module *root, const char *key, bx_module **m, char *param, size_t n) {
-    size_t len = strlen(key);
-    if (len < 6 || strcmp(key + len - 5, "_mask")) return false;
-    const char *dot = strrchr(key, '.');
-    char path[512];
-    size_t pl = dot ? (size_t)(dot - key) : 0;
-    if (pl >= sizeof path) return false;
-    memcpy(path, key, pl);
-    path[pl] = 0;
-    const char *pn = dot ? dot + 1 : key;
-    size_t nl = strlen(pn) - 5;
-    if (nl == 0 || nl >= n) return false;
-    memcpy(param, pn, nl);
-    param[nl] = 0;
-    *m = bx_module_find(root, path);
-    return *m && bx_prune_is_pruned(*m, param);
+    return bx_prune_split_mask_key(root, key, m, param, n) && bx_prune_is_pruned(*m, param);
 }
 
 static bool masks_flag(sc_phase *ph) {
