@@ -24,7 +24,7 @@ else
 fi
 # Only what gets installed needs to be built.
 targets="blixt blixt_static"
-if cmake --build "$build" --target help | grep -q 'blixt-cli'; then targets="$targets blixt-cli"; fi
+if cmake --build "$build" --target help | grep 'blixt-cli' >/dev/null; then targets="$targets blixt-cli"; fi
 cmake --build "$build" -j"$jobs" --target $targets
 cmake --install "$build" --prefix "$prefix" >/dev/null
 echo "== installed into $prefix:"
