@@ -114,6 +114,17 @@ static const dnnl_memory_desc_t *q_md(const_dnnl_primitive_desc_t pd, dnnl_query
     return dnnl_primitive_desc_query_md(pd, q, i);
 }
 
+/* The format_tag_any descriptors of x, w, y and the stride/dilation/padding
+ * dims every direction's descriptor needs. */
+static bx_status any_descs(const conv_key *k, dnnl_memory_desc_t *xa, dnnl_memory_desc_t *wa,
+                           dnnl_memory_desc_t *ya, dnnl_dims_t s, dnnl_dims_t d, dnnl_dims_t pl, dnnl_dims_t pr) {
+    bx_status r = md_any(k, 'x', dnnl_format_tag_any, xa);
+    if (r == BX_OK) r = md_any(k, 'w', dnnl_format_tag_any, wa);
+    if (r == BX_OK) r = md_any(k, 'y', dnnl_format_tag_any, ya);
+    if (r == BX_OK) conv_params(k, s, d, pl, pr);
+    return r;
+}
+
 static bx_status build_fwd(conv_entry *e) {
     const conv_key *k = &e->key;
     dnnl_memory_desc_t xa, wa, ya;
@@ -122,11 +133,8 @@ static bx_status build_fwd(conv_entry *e) {
     if (r == BX_OK) r = md_any(k, 'w', dnnl_oihw, &e->w_md);
     if (r == BX_OK) r = md_any(k, 'y', dnnl_nchw, &e->y_md);
     if (r == BX_OK) r = bx__dnnl_check(dnnl_memory_desc_init_by_tag(&e->b_md, 1, bd, dnnl_f32, dnnl_x), "bias md");
-    if (r == BX_OK) r = md_any(k, 'x', dnnl_format_tag_any, &xa);
-    if (r == BX_OK) r = md_any(k, 'w', dnnl_format_tag_any, &wa);
-    if (r == BX_OK) r = md_any(k, 'y', dnnl_format_tag_any, &ya);
+    if (r == BX_OK) r = any_descs(k, &xa, &wa, &ya, s, d, pl, pr);
     if (r != BX_OK) return r;
-    conv_params(k, s, d, pl, pr);
     dnnl_convolution_desc_t cd;
     r = bx__dnnl_check(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct,
                                                                  &xa, &wa, k->has_bias ? &e->b_md : NULL, &ya, s,
@@ -169,11 +177,8 @@ static bx_status build_bwd_w(conv_entry *e) {
     const conv_key *k = &e->key;
     dnnl_memory_desc_t xa, wa, ya;
     dnnl_dims_t s, d, pl, pr;
-    bx_status r = md_any(k, 'x', dnnl_format_tag_any, &xa);
-    if (r == BX_OK) r = md_any(k, 'w', dnnl_format_tag_any, &wa);
-    if (r == BX_OK) r = md_any(k, 'y', dnnl_format_tag_any, &ya);
+    bx_status r = any_descs(k, &xa, &wa, &ya, s, d, pl, pr);
     if (r != BX_OK) return r;
-    conv_params(k, s, d, pl, pr);
     dnnl_convolution_desc_t cd;
     r = bx__dnnl_check(dnnl_dilated_convolution_backward_weights_desc_init(
                            &cd, dnnl_convolution_direct, &xa, &wa, k->has_bias ? &e->b_md : NULL, &ya, s, d, pl, pr),
@@ -196,11 +201,8 @@ static bx_status build_bwd_d(conv_entry *e) {
     const conv_key *k = &e->key;
     dnnl_memory_desc_t xa, wa, ya;
     dnnl_dims_t s, d, pl, pr;
-    bx_status r = md_any(k, 'x', dnnl_format_tag_any, &xa);
-    if (r == BX_OK) r = md_any(k, 'w', dnnl_format_tag_any, &wa);
-    if (r == BX_OK) r = md_any(k, 'y', dnnl_format_tag_any, &ya);
+    bx_status r = any_descs(k, &xa, &wa, &ya, s, d, pl, pr);
     if (r != BX_OK) return r;
-    conv_params(k, s, d, pl, pr);
     dnnl_convolution_desc_t cd;
     r = bx__dnnl_check(dnnl_dilated_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &xa, &wa, &ya,
                                                                        s, d, pl, pr),
