@@ -20,29 +20,11 @@ except Exception:  # noqa: BLE001 - any import failure means "no torch here"
     print("torch not importable: skipped")
     sys.exit(77)
 
-FMT = {"F64": ("d", 8, torch.float64), "F32": ("f", 4, torch.float32), "I64": ("q", 8, torch.int64),
-       "I32": ("i", 4, torch.int32), "I8": ("b", 1, torch.int8), "U8": ("B", 1, torch.uint8),
-       "BOOL": ("?", 1, torch.bool)}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st_plain  # noqa: E402
 
 
-def read(path):
-    with open(path, "rb") as fp:
-        raw = fp.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    hdr = json.loads(raw[8:8 + n].decode("utf-8"))
-    data = raw[8 + n:]
-    meta = hdr.pop("__metadata__", {})
-    out = {}
-    for name, e in hdr.items():
-        b, en = e["data_offsets"]
-        ch, size, tdt = FMT[e["dtype"]]
-        numel = 1
-        for d in e["shape"]:
-            numel *= d
-        assert en - b == numel * size, "%s: size mismatch" % name
-        vals = struct.unpack("<%d%s" % (numel, ch), data[b:en])
-        out[name] = torch.tensor(vals, dtype=tdt).reshape(e["shape"])
-    return meta, out, data
+read = st_plain.read
 
 
 class Net(torch.nn.Module):

@@ -18,33 +18,12 @@ except Exception:  # noqa: BLE001 - any import failure means "no torch here"
     print("torch not importable: skipped")
     sys.exit(77)
 
-FMT = {"F64": ("d", 8, torch.float64), "F32": ("f", 4, torch.float32), "I64": ("q", 8, torch.int64),
-       "I32": ("i", 4, torch.int32), "I8": ("b", 1, torch.int8), "U8": ("B", 1, torch.uint8),
-       "BOOL": ("?", 1, torch.bool)}
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import st_plain  # noqa: E402
 
 
 def read(path):
-    with open(path, "rb") as fp:
-        raw = fp.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    assert (8 + n) % 8 == 0, "header not padded to 8"
-    hdr = json.loads(raw[8:8 + n].decode("utf-8"))
-    data = raw[8 + n:]
-    meta = hdr.pop("__metadata__", {})
-    out, end = {}, 0
-    for name, e in sorted(hdr.items(), key=lambda kv: kv[1]["data_offsets"]):
-        b, en = e["data_offsets"]
-        assert b == end, "%s: gap or overlap" % name
-        ch, size, tdt = FMT[e["dtype"]]
-        assert b % size == 0, "%s not aligned" % name
-        numel = 1
-        for d in e["shape"]:
-            numel *= d
-        assert en - b == numel * size, "%s: size mismatch" % name
-        vals = struct.unpack("<%d%s" % (numel, ch), data[b:en])
-        out[name] = torch.tensor(vals, dtype=tdt).reshape(e["shape"])
-        end = en
-    assert end == len(data), "data not covered"
+    meta, out, _ = st_plain.read(path)
     return meta, out
 
 
