@@ -78,5 +78,10 @@ bx_node *bx__record(bx_step *st, const char *op, bx__backward_fn fn, bx_tensor *
  * use (arena for step tensors, owned for parameters). NULL when t does not
  * require grad. */
 bx_tensor *bx__grad(bx_step *st, bx_tensor *t);
+/* As bx__grad for a writer that will cover the whole buffer exactly once:
+ * a step tensor's first gradient buffer is left uninitialised and *fresh is
+ * set (write, don't accumulate: no zero fill); otherwise *fresh is false and
+ * the caller accumulates. NULL when t needs no gradient. */
+bx_tensor *bx__grad_overwrite(bx_step *st, bx_tensor *t, bool *fresh);
 
 #endif

@@ -214,6 +214,19 @@ static bx_status backward_check(bx_step *st, bx_tensor *y) {
     return BX_OK;
 }
 
+bx_tensor *bx__grad_overwrite(bx_step *st, bx_tensor *t, bool *fresh) {
+    *fresh = false;
+    if (!t->requires_grad) return NULL;
+    if (!t->grad && (t->flags & BX_TF_ARENA)) {
+        bx_tensor *g = bx_step_tensor(st, t->dtype, t->ndim, t->shape);
+        if (bx_is_poison(g)) return NULL;
+        t->grad = g;
+        *fresh = true;
+        return g;
+    }
+    return bx__grad(st, t);
+}
+
 bx_status bx_backward(bx_step *st, bx_tensor *loss) {
     bx_status s = backward_check(st, loss);
     if (s != BX_OK) return s;

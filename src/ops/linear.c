@@ -28,21 +28,13 @@ static bool mat_layout(int64_t rows, int64_t cols, int64_t s0, int64_t s1, bool 
     return false;
 }
 
-/* Gradient buffer of t for a GEMM that covers all of it exactly once: a new
- * step buffer is left uninitialised and *beta = 0 (the GEMM overwrites it);
- * otherwise (a parameter, or a buffer another consumer already filled)
- * *beta = 1 to accumulate. NULL when t needs no gradient. */
+/* Gradient buffer of t for a GEMM that covers all of it exactly once:
+ * beta 0 on a fresh buffer (the GEMM overwrites it), 1 to accumulate. */
 static bx_tensor *grad_for_gemm(bx_step *st, bx_tensor *t, float *beta) {
-    *beta = 1.0f;
-    if (!t->requires_grad) return NULL;
-    if (!t->grad && (t->flags & BX_TF_ARENA)) {
-        bx_tensor *g = bx_step_tensor(st, t->dtype, t->ndim, t->shape);
-        if (bx_is_poison(g)) return NULL;
-        t->grad = g;
-        *beta = 0.0f;
-        return g;
-    }
-    return bx__grad(st, t);
+    bool fresh;
+    bx_tensor *g = bx__grad_overwrite(st, t, &fresh);
+    *beta = fresh ? 0.0f : 1.0f;
+    return g;
 }
 
 static bool check_f32(bx_step *st, const char *op, const char *name, const bx_tensor *t) {
