@@ -203,6 +203,12 @@ bx_module *bx_quantized_linear_new(const bx_tensor *w_int8, const bx_tensor *w_s
 bx_module *bx_quantized_conv2d_new(const bx_tensor *w_int8, const bx_tensor *w_scale, const bx_tensor *w_zp,
                                    const bx_tensor *bias, const bx_conv2d_opts *o, double in_scale, int64_t in_zp,
                                    double out_scale, int64_t out_zp, bool relu);
+/* QuantizedMaxPool2d: u8 (N,C,H,W) -> u8 (N,C,H',W'), the maximum integer of
+ * each window (padding never wins; exact, as torch's quantized max_pool2d),
+ * the input's qparams kept. o NULL = BX_POOL2D_OPTS_INIT. A channels-last
+ * input (what QuantizedConv2d returns) gives a channels-last output.
+ * Caller owns; NULL + BX_ERR_INVALID on bad options. */
+bx_module *bx_quantized_max_pool2d_new(const bx_pool2d_opts *o);
 /* The qparams of an int8 module: a Quantize's or QuantizedLinear's output,
  * a DeQuantize's input. False for other modules. */
 bool bx_quant_module_qparams(const bx_module *m, double *scale, int64_t *zero_point);

@@ -69,18 +69,16 @@ static bx_tensor *dequantize_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     if (x->dtype != BX_U8)
         return bx_step_fail(st, BX_ERR_SHAPE, "dequantize: x %s must be u8, not %s", bx_shape_str(x, b, sizeof b),
                             bx_dtype_name(x->dtype));
+    x = bx_contiguous(st, x); /* e.g. a channels-last conv output */
+    if (bx_is_poison(x)) return x;
     bx_tensor *y = bx_step_tensor(st, BX_F32, x->ndim, x->shape);
     if (bx_is_poison(y)) return y;
     int64_t n = bx_numel(x);
     float *yp = y->data;
     float s = (float)q->scale, z = (float)q->zp;
-    if (bx_is_contiguous(x)) {
-        const uint8_t *xp = x->data;
+    const uint8_t *xp = x->data;
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) yp[i] = ((float)xp[i] - z) * s;
-    } else {
-        for (int64_t i = 0; i < n; i++) yp[i] = ((float)bx_get(x, i) - z) * s;
-    }
+    for (int64_t i = 0; i < n; i++) yp[i] = ((float)xp[i] - z) * s;
     return y;
 }
 

@@ -38,6 +38,13 @@ bool bx__is_dequantize(const bx_module *m);
 bool bx__is_quantized_linear(const bx_module *m);
 bool bx__is_quantized_conv2d(const bx_module *m);
 bx_status bx__quantized_conv2d_opts(const bx_module *m, bx_conv2d_opts *o);
+bool bx__is_quantized_max_pool2d(const bx_module *m);
+bx_status bx__quantized_max_pool2d_opts(const bx_module *m, bx_pool2d_opts *o);
+/* True when x is a 4-d tensor with channels-last (NHWC) strides. */
+bool bx__is_channels_last(const bx_tensor *x);
+/* New u8 step tensor (N,C,H,W) stored channels-last (a permuted view of an
+ * (N,H,W,C) tensor). Poison on failure. */
+bx_tensor *bx__channels_last_tensor(bx_step *st, int64_t N, int64_t C, int64_t H, int64_t W);
 /* Qparams of an int8 module: Quantize/QuantizedLinear output, DeQuantize input. */
 bool bx__qmodule_out_qparams(const bx_module *m, double *scale, int64_t *zp);
 
