@@ -17,7 +17,7 @@
  * safetensors plus metadata "blixt.quant.layers", a JSON list with one
  * object per layer: {"type": "Quantize"|"DeQuantize", "scale", "zero_point"}
  * or {"type": "QuantizedLinear[ReLU]", "relu": bool}, conv layers with
- * "stride"/"padding"/"dilation" pairs, QuantizedMaxPool2d with "kernel"/
+ * "stride"/"padding"/"dilation" pairs, "groups" and "padding_same", QuantizedMaxPool2d with "kernel"/
  * "stride"/"padding"/"dilation" pairs and "ceil_mode", Flatten with "start_dim"/"end_dim". */
 #include "quant/quant_int.h"
 #include "blixt/safetensors.h"
@@ -198,6 +198,8 @@ bx_status bx_quant_save(const bx_module *qmodel, const char *path) {
             json_object_set_new(o, "stride", json_pack("[ii]", co.stride[0], co.stride[1]));
             json_object_set_new(o, "padding", json_pack("[ii]", co.padding[0], co.padding[1]));
             json_object_set_new(o, "dilation", json_pack("[ii]", co.dilation[0], co.dilation[1]));
+            json_object_set_new(o, "groups", json_integer(co.groups));
+            json_object_set_new(o, "padding_same", json_boolean(co.padding_same));
         } else if (bx__is_quantized_max_pool2d(c)) {
             bx_pool2d_opts po;
             bx__quantized_max_pool2d_opts(c, &po);
@@ -300,6 +302,9 @@ bx_status bx_quant_load(const char *path, bx_module **out) {
                             dst[j][1] = (int)json_integer_value(json_array_get(a, 1));
                         }
                     }
+                    json_t *g = json_object_get(o, "groups");
+                    if (json_is_integer(g)) co.groups = (int)json_integer_value(g);
+                    co.padding_same = json_is_true(json_object_get(o, "padding_same"));
                     m = bx_quantized_conv2d_new(wq, ws, wz, bias, &co, bx_get(is, 0), (int64_t)bx_get(iz, 0),
                                                 bx_get(sc, 0), (int64_t)bx_get(zp, 0), relu);
                 } else {

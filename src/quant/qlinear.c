@@ -264,6 +264,7 @@ bx_module *bx_quantized_linear_new(const bx_tensor *w_int8, const bx_tensor *w_s
 }
 
 void bx_quantized_linear_use_onednn(bx_module *ql, bool on) {
+    if (bx__is_quantized_conv2d(ql)) bx__quantized_conv2d_use_onednn(ql, on);
     if (!bx__is_quantized_linear(ql)) return;
     ql_impl *q = bx_module_impl(ql);
     ql_reset_cache(q);

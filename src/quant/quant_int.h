@@ -38,6 +38,8 @@ bool bx__is_dequantize(const bx_module *m);
 bool bx__is_quantized_linear(const bx_module *m);
 bool bx__is_quantized_conv2d(const bx_module *m);
 bx_status bx__quantized_conv2d_opts(const bx_module *m, bx_conv2d_opts *o);
+/* Kernel of a QuantizedConv2d: oneDNN (default) or the plain C loop. */
+void bx__quantized_conv2d_use_onednn(bx_module *m, bool on);
 bool bx__is_quantized_max_pool2d(const bx_module *m);
 bx_status bx__quantized_max_pool2d_opts(const bx_module *m, bx_pool2d_opts *o);
 /* True when x is a 4-d tensor with channels-last (NHWC) strides. */
