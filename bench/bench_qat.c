@@ -3,7 +3,7 @@
  * of the converted model against the float model, in one run (issue 4).
  *
  *   blixt-bench-qat [--data DIR] [--epochs N] [--threads N] [--only mlp,cnn]
- *                   [--iters N] [--keep-files]
+ *                   [--iters N] [--keep-files] [--profile]
  *
  * For each model (MLP 784-256-128-10 and the CNN of bench_engine.c):
  *  1. train it with bx_trainer_fit and the QAT callback (x86 qconfig,
@@ -234,8 +234,37 @@ typedef struct opts {
     int64_t epochs;
     int threads, iters;
     const char *only;
-    bool keep;
+    bool keep, profile;
 } opts;
+
+/* Mean ms per layer of a forward at x: the children of a Sequential, or the
+ * named children of a root in `order`. */
+static void layer_profile(const char *what, bx_module *net, bx_tensor *x, int iters, const char *const *order) {
+    bx_step *st = bx_step_new();
+    bx_no_grad_push(st);
+    int n = 0;
+    bx_module *layers[32];
+    const char *names[32];
+    if (order) {
+        for (; order[n] && n < 32; n++) layers[n] = bx_module_child(net, order[n]), names[n] = order[n];
+    } else {
+        for (; n < bx_module_num_children(net) && n < 32; n++) layers[n] = bx_module_child_at(net, n, &names[n]);
+    }
+    double t[32] = {0};
+    for (int it = 0; it < iters + 2; it++) {
+        bx_tensor *h = x;
+        for (int l = 0; l < n; l++) {
+            double t0 = now_ms();
+            h = bx_module_forward(layers[l], st, h);
+            if (it >= 2) t[l] += now_ms() - t0;
+        }
+        bx_step_reset(st);
+    }
+    printf("%s layers (ms):", what);
+    for (int l = 0; l < n; l++) printf(" %s(%s) %.3f", names[l], bx_module_type_name(layers[l]), t[l] / iters);
+    printf("\n");
+    bx_step_free(st);
+}
 
 static void bench_model(const char *name, bool cnn, const opts *o) {
     char img[1024], lab[1024];
@@ -339,6 +368,10 @@ static void bench_model(const char *name, bool cnn, const opts *o) {
 
     /* ---- speed: the same inputs (the first test images) ---- */
     bx_tensor *x256 = first_rows(test_ds, 256), *x1 = first_rows(test_ds, 1);
+    if (o->profile) {
+        layer_profile("int8", loaded, x256, o->iters, NULL);
+        layer_profile("float", fnet, x256, o->iters, order);
+    }
     double f256 = time_forward(fnet, x256, o->iters), q256 = time_forward(qnet, x256, o->iters);
     double f1 = time_forward(fnet, x1, o->iters * 4), q1 = time_forward(qnet, x1, o->iters * 4);
 
@@ -387,7 +420,7 @@ static int want(const char *only, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    opts o = {"/usr/share/datasets/fashion-mnist", 2, 1, 50, NULL, false};
+    opts o = {"/usr/share/datasets/fashion-mnist", 2, 1, 50, NULL, false, false};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--data") && i + 1 < argc) o.data = argv[++i];
         else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) o.epochs = atoll(argv[++i]);
@@ -395,6 +428,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--iters") && i + 1 < argc) o.iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) o.only = argv[++i];
         else if (!strcmp(argv[i], "--keep-files")) o.keep = true;
+        else if (!strcmp(argv[i], "--profile")) o.profile = true;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--threads N] [--only mlp,cnn] [--iters N] "
                             "[--keep-files]\n",

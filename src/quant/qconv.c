@@ -30,10 +30,12 @@ typedef struct qconv_impl {
     bool relu;
     bool use_dnnl;
     /* cache (rebuilt from the buffers; never cloned) */
-    bool ready, zw_zero;
+    bool ready, zw_zero, fast_rq;
     int64_t *wsum; /* [O] sum of wq[o] */
     double *sw, *bias;
     int64_t *zw;
+    int32_t *corr;    /* [O] zx*wsum[o] */
+    bx__requant rq;   /* m, c: [O] */
     int64_t N, H, W; /* input the primitive was made for (0 = none) */
     dnnl_primitive_t prim;
     dnnl_primitive_desc_t pd;
@@ -46,6 +48,11 @@ static void qconv_reset(qconv_impl *q) {
     bx__free(q->sw);
     bx__free(q->bias);
     bx__free(q->zw);
+    bx__free(q->corr);
+    bx__free(q->rq.m);
+    bx__free(q->rq.c);
+    q->corr = NULL;
+    q->rq.m = q->rq.c = NULL;
     bx__free(q->wpacked);
     if (q->prim) dnnl_primitive_destroy(q->prim);
     if (q->pd) dnnl_primitive_desc_destroy(q->pd);
@@ -103,7 +110,12 @@ static bx_status qconv_prepare(bx_module *m, qconv_impl *q) {
     q->zw = bx__malloc(sizeof(int64_t) * n);
     q->sw = bx__malloc(sizeof(double) * n);
     q->bias = bx__malloc(sizeof(double) * n);
-    if (!q->wsum || !q->zw || !q->sw || !q->bias) return bx__error(BX_ERR_NOMEM, "QuantizedConv2d: out of memory");
+    q->corr = bx__malloc(sizeof(int32_t) * n);
+    q->rq.m = bx__malloc(sizeof(float) * n);
+    q->rq.c = bx__malloc(sizeof(float) * n);
+    if (!q->wsum || !q->zw || !q->sw || !q->bias || !q->corr || !q->rq.m || !q->rq.c)
+        return bx__error(BX_ERR_NOMEM, "QuantizedConv2d: out of memory");
+    int64_t zx = (int64_t)bx_get(bx_module_buffer(m, "input_zero_point"), 0);
     const int8_t *wp = w->data;
     bool per_channel = bx_numel(ws) != 1;
     q->zw_zero = true;
@@ -115,7 +127,17 @@ static bx_status qconv_prepare(bx_module *m, qconv_impl *q) {
         q->zw[o] = (int64_t)bx_get(wz, per_channel ? o : 0);
         q->bias[o] = bias ? bx_get(bias, o) : 0.0;
         if (q->zw[o] != 0) q->zw_zero = false;
+        q->corr[o] = (int32_t)(zx * s); /* |zx*s| <= 255*127*K: checked below before use */
     }
+    q->rq.sw = q->sw;
+    q->rq.bias = q->bias;
+    q->rq.sx = bx_get(bx_module_buffer(m, "input_scale"), 0);
+    q->rq.so = bx_get(bx_module_buffer(m, "scale"), 0);
+    q->rq.zo = (float)bx_get(bx_module_buffer(m, "zero_point"), 0);
+    q->rq.lo = q->relu ? q->rq.zo : 0.0f;
+    bx__requant_init(&q->rq, O);
+    /* the int32 accumulator minus zx*wsum must not overflow: |.| <= 2*255*128*K */
+    q->fast_rq = K < 30000;
     q->ready = true;
     return BX_OK;
 }
@@ -189,21 +211,6 @@ static bx_status qconv_dnnl_setup(bx_step *st, bx_module *m, qconv_impl *q, int6
     return BX_OK;
 }
 
-/* F5 requantisation of one output pixel's O accumulators (zero-point
- * corrections already in acc64 form via `corr`): exact double arithmetic. */
-static void requant_px(const int32_t *acc, const int64_t *wsum, int64_t zx, const double *sw, const double *bias,
-                       double sx, double so, double zo, double lo, uint8_t *y, int64_t O) {
-#pragma omp simd
-    for (int64_t o = 0; o < O; o++) {
-        int64_t a = (int64_t)acc[o] - zx * wsum[o];
-        double v = (double)a * sx * sw[o] + bias[o];
-        double r = nearbyint(v / so) + zo;
-        r = r < lo ? lo : r;
-        r = r > 255.0 ? 255.0 : r;
-        y[o] = (uint8_t)(int32_t)r;
-    }
-}
-
 /* Exact plain-C kernel (any weight zero points): y NCHW-contiguous. */
 static void qconv_ref(const qconv_impl *q, const bx_module *m, const uint8_t *x, uint8_t *y, int64_t N, int64_t C,
                       int64_t H, int64_t W, int64_t OH, int64_t OW, int64_t ph, int64_t pw) {
@@ -268,9 +275,7 @@ static bx_tensor *qconv_forward(bx_module *m, bx_step *st, bx_tensor *x) {
         int64_t ys[4] = {N, O, OH, OW};
         return bx_step_tensor(st, BX_U8, 4, ys);
     }
-    const double sx = bx_get(bx_module_buffer(m, "input_scale"), 0), so = bx_get(bx_module_buffer(m, "scale"), 0);
     const int64_t zx = (int64_t)bx_get(bx_module_buffer(m, "input_zero_point"), 0);
-    const double zo = bx_get(bx_module_buffer(m, "zero_point"), 0);
     if (!q->use_dnnl || !q->zw_zero) {
         x = bx_contiguous(st, x);
         if (bx_is_poison(x)) return x;
@@ -324,9 +329,7 @@ static bx_tensor *qconv_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     bx_tensor *y = bx__channels_last_tensor(st, N, O, OH, OW);
     if (bx_is_poison(y)) return y;
     uint8_t *yp = y->data;
-    double lo = q->relu ? zo : 0.0;
-    for (int64_t p = 0; p < pix; p++)
-        requant_px(acc + p * O, q->wsum, zx, q->sw, q->bias, sx, so, zo, lo, yp + p * O, O);
+    bx__requant_rows(&q->rq, acc, q->corr, yp, pix, O, q->fast_rq);
     return y;
 }
 

@@ -150,7 +150,7 @@ bx_status bx_quant_convert(bx_module *qat_seq, bx_module **out) {
         } else if (is_type(c, "Flatten")) { /* a reshape: works on quint8 as is */
             int sd = 1, ed = -1;
             flatten_dims(c, &sd, &ed);
-            q = bx_nn_flatten(sd, ed);
+            q = bx__quant_flatten_new(sd, ed);
         } else if (bx__is_dequant_stub(c)) {
             q = bx_dequantize_new(cur_s, cur_z);
             have_q = false;
@@ -277,7 +277,7 @@ bx_status bx_quant_load(const char *path, bx_module **out) {
             m = bx_quantized_max_pool2d_new(&po);
             if (!m) rc = bx__error(BX_ERR_FORMAT, "quant load '%s': layer %zu: %s", path, i, bx_errmsg());
         } else if (strcmp(type, "Flatten") == 0) {
-            m = bx_nn_flatten((int)json_integer_value(json_object_get(o, "start_dim")),
+            m = bx__quant_flatten_new((int)json_integer_value(json_object_get(o, "start_dim")),
                               (int)json_integer_value(json_object_get(o, "end_dim")));
             if (!m) rc = bx__error(BX_ERR_FORMAT, "quant load '%s': layer %zu: %s", path, i, bx_errmsg());
         } else if (strncmp(type, "QuantizedLinear", 15) == 0 || strncmp(type, "QuantizedConv2d", 15) == 0) {

@@ -60,6 +60,21 @@ static bx_tensor *qpool_forward(bx_module *m, bx_step *st, bx_tensor *x) {
         if (bx_is_poison(y)) return y;
         const uint8_t *xp = x->data;
         uint8_t *yp = y->data;
+        if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1 && 2 * OH <= H &&
+            2 * OW <= W) { /* the common 2x2 pool: every window inside */
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        uint8_t *yr = yp + ((n * OH + oh) * OW + ow) * C;
+                        const uint8_t *a = xp + ((n * H + 2 * oh) * W + 2 * ow) * C, *b2 = a + C, *c2 = a + W * C,
+                                      *d2 = c2 + C;
+                        for (int64_t c = 0; c < C; c++) {
+                            uint8_t m1 = a[c] > b2[c] ? a[c] : b2[c], m2 = c2[c] > d2[c] ? c2[c] : d2[c];
+                            yr[c] = m1 > m2 ? m1 : m2;
+                        }
+                    }
+            return y;
+        }
         for (int64_t n = 0; n < N; n++)
             for (int64_t oh = 0; oh < OH; oh++)
                 for (int64_t ow = 0; ow < OW; ow++) {
@@ -141,4 +156,43 @@ bx_status bx__quantized_max_pool2d_opts(const bx_module *m, bx_pool2d_opts *o) {
     if (!bx__is_quantized_max_pool2d(m)) return bx__error(BX_ERR_INVALID, "not a QuantizedMaxPool2d");
     *o = ((const qpool_impl *)bx_module_impl(m))->o;
     return BX_OK;
+}
+
+/* ---- Flatten of quantized activations ------------------------------------------ */
+/* torch's Flatten on a quint8 tensor; a channels-last input (the int8 conv
+ * and pool layout) is first transposed to NCHW per image with a plain loop
+ * (the generic strided copy is ~20x slower for u8). Type name "Flatten" and
+ * the same repr as nn's Flatten, so bx_quant_save writes it as a Flatten. */
+typedef struct qflat_impl {
+    int sd, ed;
+} qflat_impl;
+
+// x u8 (N,C,H,W) or any -> flatten(x, sd, ed)
+static bx_tensor *qflat_forward(bx_module *m, bx_step *st, bx_tensor *x) {
+    if (bx_is_poison(x)) return x;
+    const qflat_impl *f = bx_module_impl(m);
+    if (x->dtype == BX_U8 && bx__is_channels_last(x)) {
+        int64_t N = x->shape[0], C = x->shape[1], HW = x->shape[2] * x->shape[3];
+        bx_tensor *y = bx_step_tensor(st, BX_U8, 4, x->shape);
+        if (bx_is_poison(y)) return y;
+        const uint8_t *xp = x->data;
+        uint8_t *yp = y->data;
+        for (int64_t n = 0; n < N; n++)
+            for (int64_t p = 0; p < HW; p++)
+                for (int64_t c = 0; c < C; c++) yp[(n * C + c) * HW + p] = xp[(n * HW + p) * C + c];
+        x = y;
+    }
+    return bx_flatten(st, x, f->sd, f->ed);
+}
+
+static void qflat_repr(const bx_module *m, char *buf, size_t n) {
+    const qflat_impl *f = bx_module_impl(m);
+    snprintf(buf, n, "start_dim=%d, end_dim=%d", f->sd, f->ed);
+}
+static void *qflat_clone(const void *impl) { return bx__nn_dup(impl, sizeof(qflat_impl)); }
+static const bx_module_type qflat_type = {"Flatten", qflat_forward, bx__free, qflat_clone, NULL, qflat_repr};
+
+bx_module *bx__quant_flatten_new(int start_dim, int end_dim) {
+    qflat_impl f = {start_dim, end_dim};
+    return bx__nn_new_pod(&qflat_type, &f, sizeof f);
 }
