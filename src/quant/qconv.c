@@ -25,6 +25,26 @@
 #include <stdio.h>
 #include <string.h>
 
+/* One oneDNN convolution for an input of n images (Hp, Wp already padded)
+ * and its packed weights. */
+typedef struct qconv_prim {
+    int64_t N, H, W; /* 0 = empty */
+    dnnl_primitive_t prim;
+    dnnl_primitive_desc_t pd;
+    dnnl_memory_desc_t src_md, wei_md, dst_md;
+    void *wpacked;
+} qconv_prim;
+
+static void prim_clear(qconv_prim *e) {
+    bx__free(e->wpacked);
+    if (e->prim) dnnl_primitive_destroy(e->prim);
+    if (e->pd) dnnl_primitive_desc_destroy(e->pd);
+    e->wpacked = NULL;
+    e->prim = NULL;
+    e->pd = NULL;
+    e->N = e->H = e->W = 0;
+}
+
 typedef struct qconv_impl {
     bx_conv2d_opts o;
     bool relu;
@@ -36,11 +56,8 @@ typedef struct qconv_impl {
     int64_t *zw;
     int32_t *corr;    /* [O] zx*wsum[o] */
     bx__requant rq;   /* m, c: [O] */
-    int64_t N, H, W; /* input the primitive was made for (0 = none) */
-    dnnl_primitive_t prim;
-    dnnl_primitive_desc_t pd;
-    dnnl_memory_desc_t src_md, wei_md, dst_md;
-    void *wpacked;
+    qconv_prim e[2]; /* the batch chunk and the last, shorter chunk */
+    int last;        /* entry used most recently */
 } qconv_impl;
 
 static void qconv_reset(qconv_impl *q) {
@@ -53,15 +70,10 @@ static void qconv_reset(qconv_impl *q) {
     bx__free(q->rq.c);
     q->corr = NULL;
     q->rq.m = q->rq.c = NULL;
-    bx__free(q->wpacked);
-    if (q->prim) dnnl_primitive_destroy(q->prim);
-    if (q->pd) dnnl_primitive_desc_destroy(q->pd);
+    prim_clear(&q->e[0]);
+    prim_clear(&q->e[1]);
     q->wsum = q->zw = NULL;
     q->sw = q->bias = NULL;
-    q->wpacked = NULL;
-    q->prim = NULL;
-    q->pd = NULL;
-    q->N = q->H = q->W = 0;
     q->ready = false;
 }
 
@@ -153,23 +165,27 @@ static void pads(const qconv_impl *q, int dim, int64_t k, int64_t *lo, int64_t *
     }
 }
 
-/* Cached oneDNN conv for input (N,C,Hp,Wp) already padded, nhwc u8 -> nhwc s32. */
-static bx_status qconv_dnnl_setup(bx_step *st, bx_module *m, qconv_impl *q, int64_t N, int64_t Hp, int64_t Wp,
-                                  int64_t OH, int64_t OW) {
-    if (q->prim && q->N == N && q->H == Hp && q->W == Wp) return BX_OK;
+/* Cached oneDNN conv for N images (Hp, Wp already padded), nhwc u8 ->
+ * nhwc s32; two entries (full chunks and the tail), the older one rebuilt. */
+static bx_status qconv_dnnl_get(bx_step *st, bx_module *m, qconv_impl *q, int64_t N, int64_t Hp, int64_t Wp,
+                                int64_t OH, int64_t OW, qconv_prim **out) {
+    for (int i = 0; i < 2; i++)
+        if (q->e[i].prim && q->e[i].N == N && q->e[i].H == Hp && q->e[i].W == Wp) {
+            q->last = i;
+            *out = &q->e[i];
+            return BX_OK;
+        }
+    int slot = q->e[0].prim == NULL ? 0 : q->e[1].prim == NULL ? 1 : 1 - q->last;
+    qconv_prim *e = &q->e[slot];
+    prim_clear(e);
     const bx_tensor *w = bx_module_buffer(m, "weight_int8");
     int64_t O = w->shape[0], Cg = w->shape[1], KH = w->shape[2], KW = w->shape[3], G = q->o.groups;
-    if (q->prim) dnnl_primitive_destroy(q->prim);
-    if (q->pd) dnnl_primitive_desc_destroy(q->pd);
-    q->prim = NULL;
-    q->pd = NULL;
-    q->N = 0;
     dnnl_dims_t sd = {N, Cg * G, Hp, Wp}, dd = {N, O, OH, OW};
     dnnl_dims_t strides = {q->o.stride[0], q->o.stride[1]}, dil = {q->o.dilation[0] - 1, q->o.dilation[1] - 1};
     dnnl_dims_t pz = {0, 0};
     dnnl_memory_desc_t wany, user_w;
-    bx_status s = bx__dnnl_check(dnnl_memory_desc_init_by_tag(&q->src_md, 4, sd, dnnl_u8, dnnl_nhwc), "qconv src");
-    if (s == BX_OK) s = bx__dnnl_check(dnnl_memory_desc_init_by_tag(&q->dst_md, 4, dd, dnnl_s32, dnnl_nhwc), "qconv dst");
+    bx_status s = bx__dnnl_check(dnnl_memory_desc_init_by_tag(&e->src_md, 4, sd, dnnl_u8, dnnl_nhwc), "qconv src");
+    if (s == BX_OK) s = bx__dnnl_check(dnnl_memory_desc_init_by_tag(&e->dst_md, 4, dd, dnnl_s32, dnnl_nhwc), "qconv dst");
     if (G == 1) {
         dnnl_dims_t wd = {O, Cg, KH, KW};
         if (s == BX_OK) s = bx__dnnl_check(dnnl_memory_desc_init_by_tag(&wany, 4, wd, dnnl_s8, dnnl_format_tag_any), "qconv w");
@@ -182,32 +198,35 @@ static bx_status qconv_dnnl_setup(bx_step *st, bx_module *m, qconv_impl *q, int6
     dnnl_convolution_desc_t cd;
     if (s == BX_OK)
         s = bx__dnnl_check(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
-                                                                     dnnl_convolution_direct, &q->src_md, &wany, NULL,
-                                                                     &q->dst_md, strides, dil, pz, pz),
+                                                                     dnnl_convolution_direct, &e->src_md, &wany, NULL,
+                                                                     &e->dst_md, strides, dil, pz, pz),
                            "qconv descriptor");
-    if (s == BX_OK) s = bx__dnnl_primitive(&cd, NULL, &q->pd, &q->prim, "qconv");
-    if (s != BX_OK) return s;
-    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(q->pd, dnnl_query_weights_md, 0);
-    if (!q->wpacked || !dnnl_memory_desc_equal(wq, &q->wei_md)) {
-        q->wei_md = *wq;
-        bx__free(q->wpacked);
-        size_t bytes = dnnl_memory_desc_get_size(&q->wei_md);
-        q->wpacked = bx__malloc(bytes ? bytes : 1);
-        if (!q->wpacked) return bx__error(BX_ERR_NOMEM, "QuantizedConv2d: out of memory");
-        dnnl_primitive_t r = NULL;
-        s = bx__dnnl_reorder_new(&user_w, &q->wei_md, false, &r);
-        if (s != BX_OK) return s;
-        if (r) {
-            s = bx__dnnl_reorder_run(st, r, &user_w, w->data, &q->wei_md, q->wpacked, "qconv weight reorder");
-            dnnl_primitive_destroy(r);
-            if (s != BX_OK) return s;
-        } else {
-            memcpy(q->wpacked, w->data, bytes);
-        }
+    if (s == BX_OK) s = bx__dnnl_primitive(&cd, NULL, &e->pd, &e->prim, "qconv");
+    if (s != BX_OK) {
+        prim_clear(e);
+        return s;
     }
-    q->N = N;
-    q->H = Hp;
-    q->W = Wp;
+    e->wei_md = *dnnl_primitive_desc_query_md(e->pd, dnnl_query_weights_md, 0);
+    size_t bytes = dnnl_memory_desc_get_size(&e->wei_md);
+    e->wpacked = bx__malloc(bytes ? bytes : 1);
+    if (!e->wpacked) {
+        prim_clear(e);
+        return bx__error(BX_ERR_NOMEM, "QuantizedConv2d: out of memory");
+    }
+    dnnl_primitive_t r = NULL;
+    s = bx__dnnl_reorder_new(&user_w, &e->wei_md, false, &r);
+    if (s == BX_OK && r) s = bx__dnnl_reorder_run(st, r, &user_w, w->data, &e->wei_md, e->wpacked, "qconv weight reorder");
+    else if (s == BX_OK) memcpy(e->wpacked, w->data, bytes);
+    if (r) dnnl_primitive_destroy(r);
+    if (s != BX_OK) {
+        prim_clear(e);
+        return s;
+    }
+    e->N = N;
+    e->H = Hp;
+    e->W = Wp;
+    q->last = slot;
+    *out = e;
     return BX_OK;
 }
 
@@ -313,23 +332,31 @@ static bx_tensor *qconv_forward(bx_module *m, bx_step *st, bx_tensor *x) {
                     }
         }
     }
-    s = qconv_dnnl_setup(st, m, q, N, Hp, Wp, OH, OW);
-    if (s != BX_OK) return bx_step_fail(st, s, "QuantizedConv2d: %s", bx_errmsg());
-    int64_t pix = N * OH * OW;
-    int32_t *acc = bx_step_alloc(st, sizeof(int32_t) * (size_t)(pix * O));
+    /* images in chunks whose int32 accumulators stay in cache (~512 KB):
+     * the conv writes them and the requantisation reads them back at once */
+    int64_t per_img = OH * OW * O;
+    int64_t chunk = (int64_t)(512 * 1024 / 4) / (per_img ? per_img : 1);
+    chunk = chunk < 1 ? 1 : (chunk > N ? N : chunk);
+    int32_t *acc = bx_step_alloc(st, sizeof(int32_t) * (size_t)(chunk * per_img));
     if (!acc) return bx__poison(st);
-    bx__dnnl_args a;
-    bx__dnnl_args_init(&a);
-    s = bx__dnnl_args_add(&a, DNNL_ARG_SRC, &q->src_md, (void *)src);
-    if (s == BX_OK) s = bx__dnnl_args_add(&a, DNNL_ARG_WEIGHTS, &q->wei_md, q->wpacked);
-    if (s == BX_OK) s = bx__dnnl_args_add(&a, DNNL_ARG_DST, &q->dst_md, acc);
-    if (s == BX_OK) s = bx__dnnl_args_run(st, &a, q->prim, "QuantizedConv2d");
-    else bx__dnnl_args_release(&a);
-    if (s != BX_OK) return bx__poison(st);
     bx_tensor *y = bx__channels_last_tensor(st, N, O, OH, OW);
     if (bx_is_poison(y)) return y;
     uint8_t *yp = y->data;
-    bx__requant_rows(&q->rq, acc, q->corr, yp, pix, O, q->fast_rq);
+    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+        int64_t nc = N - n0 < chunk ? N - n0 : chunk;
+        qconv_prim *e = NULL;
+        s = qconv_dnnl_get(st, m, q, nc, Hp, Wp, OH, OW, &e);
+        if (s != BX_OK) return bx_step_fail(st, s, "QuantizedConv2d: %s", bx_errmsg());
+        bx__dnnl_args a;
+        bx__dnnl_args_init(&a);
+        s = bx__dnnl_args_add(&a, DNNL_ARG_SRC, &e->src_md, (void *)(src + n0 * Hp * Wp * C));
+        if (s == BX_OK) s = bx__dnnl_args_add(&a, DNNL_ARG_WEIGHTS, &e->wei_md, e->wpacked);
+        if (s == BX_OK) s = bx__dnnl_args_add(&a, DNNL_ARG_DST, &e->dst_md, acc);
+        if (s == BX_OK) s = bx__dnnl_args_run(st, &a, e->prim, "QuantizedConv2d");
+        else bx__dnnl_args_release(&a);
+        if (s != BX_OK) return bx__poison(st);
+        bx__requant_rows(&q->rq, acc, q->corr, yp + n0 * per_img, nc * OH * OW, O, q->fast_rq);
+    }
     return y;
 }
 

@@ -396,12 +396,37 @@ static void test_convert_cnn(void) {
     bx_module_free(net);
 }
 
+/* A batch split into cache-sized chunks (2 + 2 + 1 images: two cached
+ * primitives) gives the plain kernel's integers, also on a second run. */
+static void test_chunks(void) {
+    bx_rng r;
+    bx_rng_init(&r, 14);
+    bx_step *st = bx_step_new();
+    bx_conv2d_opts o = BX_CONV2D_OPTS_INIT;
+    o.padding[0] = o.padding[1] = 1;
+    bx_module *m = rand_qconv(&r, 64, 2, 3, 3, &o, false, true, 5, 2, 0, NULL, NULL, NULL, NULL);
+    bx_tensor *xcl, *x = rand_u8(&r, st, 5, 2, 32, 32, &xcl);
+    bx_tensor *y1 = bx_module_forward(m, st, x), *y2 = bx_module_forward(m, st, xcl);
+    bx_quantized_linear_use_onednn(m, false);
+    bx_tensor *y3 = bx_module_forward(m, st, x);
+    bx_quantized_linear_use_onednn(m, true);
+    bx_tensor *y4 = bx_module_forward(m, st, x);
+    CHECK(bx_step_status(st) == BX_OK);
+    CHECK_EQ_INT(count_diff(y1, y3), 0);
+    CHECK_EQ_INT(count_diff(y2, y3), 0);
+    CHECK_EQ_INT(count_diff(y4, y3), 0);
+    bx_tensor_free(x);
+    bx_module_free(m);
+    bx_step_free(st);
+}
+
 int main(void) {
     bx_set_num_threads(1);
     test_torch_cases();
     test_convert_conv();
     test_groups_same();
     test_qpool();
+    test_chunks();
     test_convert_cnn();
     return tu_finish("quant/qconv");
 }
