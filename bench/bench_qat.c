@@ -3,7 +3,7 @@
  * of the converted model against the float model, in one run (issue 4).
  *
  *   blixt-bench-qat [--data DIR] [--epochs N] [--threads N] [--only mlp,cnn]
- *                   [--iters N] [--keep-files] [--profile]
+ *                   [--iters N] [--keep-files] [--profile] [--separate-float]
  *
  * For each model (MLP 784-256-128-10 and the CNN of bench_engine.c):
  *  1. train it with bx_trainer_fit and the QAT callback (x86 qconfig,
@@ -14,10 +14,13 @@
  *     just before the conversion) - the model a user would get by training
  *     the same config without fake-quantisation at inference;
  *  3. accuracy on the 10k test set: float, the fake-quantised QAT model (the
- *     last validation epoch) and int8 (the converted model);
+ *     last validation epoch) and int8 (the converted model); with
+ *     --separate-float also a float model trained without QAT (same seed,
+ *     data order, optimizer and epochs);
  *  4. forward time on the same test inputs, batch 256 and batch 1, eval and
  *     no grad: float (our fp32 engine: oneDNN conv, dnnl_sgemm) vs int8
- *     (float in -> Quantize -> int8 layers -> DeQuantize -> float out);
+ *     (float in -> Quantize -> int8 layers -> DeQuantize -> float out), the
+ *     two alternating call by call (medians); --profile adds per-layer times;
  *  5. file sizes: the float state dict as safetensors vs bx_quant_save.
  * Prints a table and one JSON line per model. */
 #include "blixt.h"
@@ -190,27 +193,33 @@ static int64_t evaluate(bx_module *net, bx_loader *test, int64_t *preds) {
     return ok;
 }
 
-/* Median ms of a forward of net on x (eval, no grad, step reset each time). */
-static double time_forward(bx_module *net, bx_tensor *x, int iters) {
+/* Median ms of a forward of a and of b on x (eval, no grad, step reset
+ * each time), the two alternating call by call so that a noisy neighbour
+ * slows both alike. */
+static void time_pair(bx_module *a, bx_module *b, bx_tensor *x, int iters, double *ma, double *mb) {
     bx_step *st = bx_step_new();
     bx_no_grad_push(st);
-    double *s = malloc(sizeof(double) * (size_t)iters);
-    for (int i = 0; i < 3; i++) {
-        bx_module_forward(net, st, x);
-        bx_step_reset(st);
-    }
-    for (int i = 0; i < iters; i++) {
-        double t0 = now_ms();
-        bx_module_forward(net, st, x);
-        bx_step_reset(st);
-        s[i] = now_ms() - t0;
-    }
-    if (bx_step_status(st) != BX_OK) fprintf(stderr, "time_forward: %s\n", bx_step_errmsg(st));
-    qsort(s, (size_t)iters, sizeof(double), cmp_double);
-    double med = s[iters / 2];
-    free(s);
+    double *s[2] = {malloc(sizeof(double) * (size_t)iters), malloc(sizeof(double) * (size_t)iters)};
+    bx_module *net[2] = {a, b};
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 2; k++) {
+            bx_module_forward(net[k], st, x);
+            bx_step_reset(st);
+        }
+    for (int i = 0; i < iters; i++)
+        for (int k = 0; k < 2; k++) {
+            double t0 = now_ms();
+            bx_module_forward(net[k], st, x);
+            bx_step_reset(st);
+            s[k][i] = now_ms() - t0;
+        }
+    if (bx_step_status(st) != BX_OK) fprintf(stderr, "time_pair: %s\n", bx_step_errmsg(st));
+    for (int k = 0; k < 2; k++) qsort(s[k], (size_t)iters, sizeof(double), cmp_double);
+    *ma = s[0][iters / 2];
+    *mb = s[1][iters / 2];
+    free(s[0]);
+    free(s[1]);
     bx_step_free(st);
-    return med;
 }
 
 /* Rows [0, n) of the dataset's x as a new contiguous tensor. */
@@ -234,7 +243,7 @@ typedef struct opts {
     int64_t epochs;
     int threads, iters;
     const char *only;
-    bool keep, profile;
+    bool keep, profile, separate;
 } opts;
 
 /* Mean ms per layer of a forward at x: the children of a Sequential, or the
@@ -336,6 +345,20 @@ static void bench_model(const char *name, bool cnn, const opts *o) {
     double acc_q = (double)evaluate(qnet, test, pq) / (double)n;
     int64_t agree = 0;
     for (int64_t i = 0; i < n; i++) agree += pf[i] == pq[i];
+    double acc_sep = NAN;
+    if (o->separate) { /* the same config trained without the QAT callback */
+        model sm = {cnn ? make_cnn(0) : make_mlp(0)};
+        bx_trainer_opts so = to;
+        so.callbacks = NULL;
+        so.num_callbacks = 0;
+        bx_trainer *str = bx_trainer_new(&so);
+        bx_model sbm = {&OPS, &sm};
+        if (!str) CHECK(BX_ERR_INVALID);
+        CHECK(bx_trainer_fit(str, &sbm, train, test, NULL));
+        acc_sep = (double)evaluate(sm.net, test, NULL) / (double)n;
+        bx_trainer_free(str);
+        bx_module_free(sm.net);
+    }
 
     /* ---- files: float state dict vs the int8 model ---- */
     char fpath[256], qpath[256];
@@ -372,8 +395,9 @@ static void bench_model(const char *name, bool cnn, const opts *o) {
         layer_profile("int8", loaded, x256, o->iters, NULL);
         layer_profile("float", fnet, x256, o->iters, order);
     }
-    double f256 = time_forward(fnet, x256, o->iters), q256 = time_forward(qnet, x256, o->iters);
-    double f1 = time_forward(fnet, x1, o->iters * 4), q1 = time_forward(qnet, x1, o->iters * 4);
+    double f256, q256, f1, q1;
+    time_pair(fnet, qnet, x256, o->iters, &f256, &q256);
+    time_pair(fnet, qnet, x1, o->iters * 20, &f1, &q1);
 
     printf("\n%s (%lld epochs, %.1f s of QAT training, %d thread%s)\n", name, (long long)o->epochs, train_s,
            o->threads, o->threads == 1 ? "" : "s");
@@ -385,12 +409,15 @@ static void bench_model(const char *name, bool cnn, const opts *o) {
     printf("| file (bytes) | %ld | %ld | %.2fx |\n", fsz, qsz, (double)fsz / (double)qsz);
     printf("fake-quantised QAT model (last validation): %.4f; predictions float vs int8 agree on %.2f%%\n", fq_acc,
            100.0 * (double)agree / (double)n);
+    if (o->separate) printf("float model trained without QAT (same config): %.4f\n", acc_sep);
+    char sepbuf[32] = "null";
+    if (o->separate) snprintf(sepbuf, sizeof sepbuf, "%.4f", acc_sep);
     printf("{\"name\": \"qat_%s\", \"threads\": %d, \"epochs\": %lld, \"train_s\": %.1f, \"acc_float\": %.4f, "
-           "\"acc_fake_quant\": %.4f, \"acc_int8\": %.4f, \"acc_int8_loaded\": %.4f, \"acc_diff_points\": %.2f, "
+           "\"acc_fake_quant\": %.4f, \"acc_float_separate\": %s, \"acc_int8\": %.4f, \"acc_int8_loaded\": %.4f, \"acc_diff_points\": %.2f, "
            "\"agree\": %.4f, \"ms_float_b256\": %.3f, \"ms_int8_b256\": %.3f, \"speedup_b256\": %.2f, "
            "\"ms_float_b1\": %.4f, \"ms_int8_b1\": %.4f, \"speedup_b1\": %.2f, \"bytes_float\": %ld, "
            "\"bytes_int8\": %ld, \"size_ratio\": %.2f}\n",
-           name, o->threads, (long long)o->epochs, train_s, acc_f, fq_acc, acc_q, acc_l, 100.0 * (acc_q - acc_f),
+           name, o->threads, (long long)o->epochs, train_s, acc_f, fq_acc, sepbuf, acc_q, acc_l, 100.0 * (acc_q - acc_f),
            (double)agree / (double)n, f256, q256, f256 / q256, f1, q1, f1 / q1, fsz, qsz,
            (double)fsz / (double)qsz);
     fflush(stdout);
@@ -420,7 +447,7 @@ static int want(const char *only, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    opts o = {"/usr/share/datasets/fashion-mnist", 2, 1, 50, NULL, false, false};
+    opts o = {"/usr/share/datasets/fashion-mnist", 3, 1, 50, NULL, false, false, false};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--data") && i + 1 < argc) o.data = argv[++i];
         else if (!strcmp(argv[i], "--epochs") && i + 1 < argc) o.epochs = atoll(argv[++i]);
@@ -429,6 +456,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) o.only = argv[++i];
         else if (!strcmp(argv[i], "--keep-files")) o.keep = true;
         else if (!strcmp(argv[i], "--profile")) o.profile = true;
+        else if (!strcmp(argv[i], "--separate-float")) o.separate = true;
         else {
             fprintf(stderr, "usage: %s [--data DIR] [--epochs N] [--threads N] [--only mlp,cnn] [--iters N] "
                             "[--keep-files]\n",
