@@ -123,7 +123,7 @@ static bx_status qconv_prepare(bx_module *m, qconv_impl *q) {
     q->sw = bx__malloc(sizeof(double) * n);
     q->bias = bx__malloc(sizeof(double) * n);
     q->corr = bx__malloc(sizeof(int32_t) * n);
-    q->rq.m = bx__malloc(sizeof(float) * n);
+    q->rq.m = bx__malloc(sizeof(float) * 2 * n); /* m, then tol */
     q->rq.c = bx__malloc(sizeof(float) * n);
     if (!q->wsum || !q->zw || !q->sw || !q->bias || !q->corr || !q->rq.m || !q->rq.c)
         return bx__error(BX_ERR_NOMEM, "QuantizedConv2d: out of memory");

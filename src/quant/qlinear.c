@@ -293,7 +293,7 @@ static bx_status ql_prepare(bx_module *m, ql_impl *q) {
     q->zw = bx__malloc(sizeof(int64_t) * n);
     q->bias = bx__malloc(sizeof(double) * n);
     q->corr = bx__malloc(sizeof(int32_t) * n);
-    q->rq.m = bx__malloc(sizeof(float) * n);
+    q->rq.m = bx__malloc(sizeof(float) * 2 * n); /* m, then tol */
     q->rq.c = bx__malloc(sizeof(float) * n);
     if (!q->wsum || !q->sw || !q->zw || !q->bias || !q->corr || !q->rq.m || !q->rq.c)
         return bx__error(BX_ERR_NOMEM, "QuantizedLinear: out of memory");

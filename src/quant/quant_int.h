@@ -58,17 +58,18 @@ bool bx__qmodule_out_qparams(const bx_module *m, double *scale, int64_t *zp);
 /* ---- F5 requantisation, fast and exact ------------------------------------
  * yq = clamp(nearbyint((a*sx*sw[o] + bias[o])/so) + zo, lo, 255) in double
  * (rule F5) is what the int8 layers must produce. The fast form computes
- * t = a*m[o] + c[o] in float32 (m = sx*sw/so, c = bias/so) and rounds it;
- * its error is below tol = 4e-6*(|a*m| + |c|) + 1e-6, so wherever t is
- * farther than tol from a .5 tie the two roundings agree (and where t is
- * more than 1 + tol outside [lo, 255] the clamp decides). Rows with a lane
- * near a tie (a few in 10^4) are redone with the exact double formula by the
- * caller. a must fit in int32 (callers check K*255*255 bounds). */
+ * t = a*m[o] + c[o] in float32 (m = sx*sw/so, c = bias/so), clamps it to
+ * [lo-zo, 255-zo] (integers: exact, and no rounding question left there)
+ * and rounds it; its error is below tol = 4e-6*(|a*m| + |c|) + 1e-6, so
+ * wherever the clamped t is farther than tol from a .5 tie the two
+ * roundings agree. Rows with a lane near a tie (about one row in 100) are
+ * redone with the exact double formula. a must fit in int32 (callers check
+ * K*255*255 bounds). */
 typedef struct bx__requant {
-    float *m, *c;   /* [O] */
+    float *m, *c;      /* [O]; m holds 2*O floats: m, then tol0 = 4e-6*|c| + 1e-6 */
     double *sw, *bias; /* [O], exact form */
     double sx, so;
-    float zo, lo;   /* lo = zo with a fused ReLU, else 0 */
+    float zo, lo;      /* lo = zo with a fused ReLU, else 0 */
 } bx__requant;
 
 /* Fast row: returns true when some lane was near a tie (row must be redone

@@ -6,24 +6,20 @@
 bool bx__requant_row_fast(const bx__requant *r, const int32_t *restrict acc, const int32_t *restrict corr,
                           uint8_t *restrict y, int64_t O) {
     int bad = 0;
-    const float *restrict m = r->m, *restrict c = r->c;
-    const float zo = r->zo, lo = r->lo;
+    const float *restrict m = r->m, *restrict c = r->c, *restrict tol0 = r->m + O;
+    const float zo = r->zo, lo = r->lo - r->zo, hi = 255.0f - r->zo;
     /* auto-vectorised (-O3); no branches: & instead of && */
     for (int64_t o = 0; o < O; o++) {
         float am = (float)(acc[o] - corr[o]) * m[o];
         float t = am + c[o];
+        t = t < lo ? lo : t; /* clamped to integers: exact */
+        t = t > hi ? hi : t;
         float q = nearbyintf(t);
         float d = t - q;
         d = d < 0.0f ? -d : d;
-        float aam = am < 0.0f ? -am : am, ac = c[o] < 0.0f ? -c[o] : c[o];
-        float tol = 4e-6f * (aam + ac) + 1e-6f, tz = t + zo;
-        /* far outside [lo, 255] the clamp decides whatever the rounding */
-        int near = d > 0.5f - tol, inside = (tz > lo - 1.0f - tol) & (tz < 256.0f + tol);
-        bad |= near & inside;
-        q += zo;
-        q = q < lo ? lo : q;
-        q = q > 255.0f ? 255.0f : q;
-        y[o] = (uint8_t)(int32_t)q;
+        float aam = am < 0.0f ? -am : am;
+        bad |= d > 0.5f - (4e-6f * aam + tol0[o]);
+        y[o] = (uint8_t)(int32_t)(q + zo);
     }
     return bad != 0;
 }
@@ -49,5 +45,7 @@ void bx__requant_init(bx__requant *r, int64_t O) {
     for (int64_t o = 0; o < O; o++) {
         r->m[o] = (float)(r->sx * r->sw[o] / r->so);
         r->c[o] = (float)(r->bias[o] / r->so);
+        float ac = r->c[o] < 0.0f ? -r->c[o] : r->c[o];
+        r->m[O + o] = 4e-6f * ac + 1e-6f;
     }
 }
