@@ -176,8 +176,11 @@ typedef struct bx_trainer_opts {
 bx_trainer *bx_trainer_new(const bx_trainer_opts *o);
 void bx_trainer_free(bx_trainer *tr);
 
-/* Entry points. Loaders are not owned. ckpt_path: NULL, a path, or "last"
- * (the last checkpoint of the ModelCheckpoint). On error the status is
+/* Entry points. Loaders are not owned. ckpt_path: NULL, a path, "last"
+ * (the newest *last*.ckpt in a ModelCheckpoint's dirpath; a warning and no
+ * load when there is none, as Lightning) or "best" (the first
+ * ModelCheckpoint's best_model_path; BX_ERR_STATE when there is no
+ * ModelCheckpoint or it has not saved a best model in this Trainer). On error the status is
  * returned with the message (bx_errmsg) naming the stage, the epoch/step and
  * the cause; callbacks' on_exception have run and no file is half-written. */
 bx_status bx_trainer_fit(bx_trainer *tr, const bx_model *m, bx_loader *train, bx_loader *val,
