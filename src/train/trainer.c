@@ -208,8 +208,22 @@ bx_trainer *bx_trainer_new(const bx_trainer_opts *o) {
                                   "num_sanity_val_steps >= -1, gradient_clip_val >= 0, fast_dev_run >= 0");
         goto fail;
     }
+    /* max_time: a Timer unless one is given (CallbackConnector step 4) */
+    bool has_timer = false;
+    for (int i = 0; i < tr->ncb; i++) has_timer = has_timer || bx__cb_is(tr->cbs[i], "Timer");
+    if (o->max_time && !has_timer) {
+        bx_timer_opts to = BX_TIMER_OPTS_INIT;
+        to.duration = o->max_time;
+        bx_callback *t = bx_timer_new(&to);
+        if (!t) {
+            bx__error_prefix("Trainer: max_time");
+            goto fail;
+        }
+        if (cb_append(tr, t) != BX_OK) goto fail_nomem;
+        has_timer = true;
+    }
     tr->max_steps = o->max_steps;
-    tr->max_epochs = o->max_epochs == BX_UNSET ? (o->max_steps == -1 ? 1000 : -1) : o->max_epochs;
+    tr->max_epochs = o->max_epochs == BX_UNSET ? (o->max_steps == -1 && !has_timer ? 1000 : -1) : o->max_epochs;
     tr->min_epochs = o->min_epochs == BX_UNSET ? 0 : o->min_epochs;
     tr->min_steps = o->min_steps == BX_UNSET ? -1 : o->min_steps;
     tr->accumulate = o->accumulate_grad_batches;
