@@ -114,10 +114,10 @@ static bx_status build_checkpoint(bx_trainer *tr, bool weights_only, bx_state *c
         const bx_rng *r = bx_step_rng(tr->step);
         BX__TRY(bx_state_set_int(rng, "seed", (int64_t)r->seed));
         BX__TRY(bx_state_set_int(rng, "offset", (int64_t)r->offset));
-        if (tr->train_loader) {
-            bx_state *lst = bx_loader_state_dict(tr->train_loader);
-            if (lst) BX__TRY(bx_state_set(ck, "train_loader", lst));
-        }
+        bx_state *lst = tr->train_loader         ? bx_loader_state_dict(tr->train_loader)
+                        : tr->train_loader_state ? bx_state_copy(tr->train_loader_state)
+                                                 : NULL;
+        if (lst) BX__TRY(bx_state_set(ck, "train_loader", lst));
     }
     if (tr->model && tr->model->ops->hparams) {
         bx_state *hp = bx_state_dict();

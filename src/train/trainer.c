@@ -317,6 +317,7 @@ void bx_trainer_free(bx_trainer *tr) {
     bx__free(tr->row_vals);
     bx_step_free(tr->step);
     bx_state_free(tr->loaded_ckpt);
+    bx_state_free(tr->train_loader_state);
     bx__free(tr->ckpt_path);
     bx__free(tr->default_root_dir);
     bx__free(tr->log_dir_buf);
@@ -489,6 +490,12 @@ bx_status bx_trainer_fit(bx_trainer *tr, const bx_model *m, bx_loader *train, bx
     bx__free(tr->ckpt_path);
     tr->ckpt_path = NULL;
     bx_status s = fit_inner(tr, ckpt_path);
+    /* The loaders are the caller's and may be freed once fit returns: keep
+     * the train loader's position (for a checkpoint saved after fit) and
+     * forget both pointers. */
+    bx_state_free(tr->train_loader_state);
+    tr->train_loader_state = bx_loader_state_dict(train);
+    tr->train_loader = tr->val_loader = NULL;
     if (s != BX_OK) return run_failed(tr, "fit", s);
     tr->status_text = "finished";
     return BX_OK;
