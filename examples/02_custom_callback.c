@@ -26,6 +26,7 @@ static bx_status ps_on_validation_end(void *self, bx_trainer *tr) {
     if (bx_trainer_sanity_checking(tr)) return BX_OK; /* the 2-batch dry run */
     bx_status s = bx_trainer_metric(tr, "val_loss", &v);
     if (s != BX_OK) return s;                         /* fails fit, message names the keys */
+    if (isnan(v)) return bx_set_error(BX_ERR_NUMERIC, "PlateauStop: val_loss is nan"); /* fit returns it */
     if (v < p->best - p->min_delta) {
         p->wait = 0;
     } else if (++p->wait >= p->patience) {

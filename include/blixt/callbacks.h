@@ -166,6 +166,34 @@ bool bx_grad_accum_scheduler_accumulates(const bx_callback *cb);
  * NULL on NOMEM. */
 bx_callback *bx_lambda_callback_new(const bx_callback_ops *hooks, void *ud);
 
+/* ---- Timer (spec §13, Lightning 1.9.5) --------------------------------------- */
+/* Wall time per stage, and a training time limit. With a duration, training
+ * stops (trainer.should_stop) once the training time reaches it: checked at
+ * fit start (a resumed run may be out of time already), then at each train
+ * batch end (interval "step") or train epoch end ("epoch"); verbose logs
+ * "Time limit reached. Elapsed time is H:MM:SS. Signaling Trainer to stop."
+ * State {"time_elapsed": {"train", "sanity_check", "validate", "test",
+ * "predict", "tune": seconds}}; resuming continues the training time.
+ * Trainer.max_time adds one (interval "step") when none is given. */
+typedef struct bx_timer_opts {
+    const char *duration; /* "DD:HH:MM:SS" (Lightning's string form); NULL: duration_s */
+    double duration_s;    /* seconds, used when duration is NULL; 0 = no limit */
+    const char *interval; /* "step" (default) or "epoch" */
+    bool verbose;         /* true */
+} bx_timer_opts;
+#define BX_TIMER_OPTS_INIT {NULL, 0.0, "step", true}
+/* New Timer ("Timer"); the caller owns it until given to a Trainer. NULL
+ * with the message (BX_ERR_INVALID) on a bad duration or interval. */
+bx_callback *bx_timer_new(const bx_timer_opts *o);
+/* Seconds spent in a stage (BX_STAGE_FIT = training, restored offset
+ * included; 0 before it started; still running: up to now). NAN when cb is
+ * not a Timer. time_remaining = duration - elapsed (NAN without a duration). */
+double bx_timer_time_elapsed(const bx_callback *cb, bx_stage stage);
+double bx_timer_time_remaining(const bx_callback *cb, bx_stage stage);
+double bx_timer_duration(const bx_callback *cb); /* seconds; NAN = none */
+/* Parses "DD:HH:MM:SS" into seconds. BX_ERR_INVALID naming the text. */
+bx_status bx_parse_duration(const char *text, double *seconds);
+
 /* ---- ProgressBarBase / ProgressBar (spec §12, Lightning 1.9.5) ----------- */
 /* What a progress bar shows, read from the Trainer (ProgressBarBase's
  * properties). Totals are INFINITY while unknown (e.g. during the sanity

@@ -41,6 +41,25 @@ const char *bx_errmsg(void);
 /* Clears the calling thread's error message. */
 void bx_clear_error(void);
 
+/* Sets the calling thread's error message (printf-style) and returns s, so
+ * code outside the library (a custom callback's hook, a user module) reports
+ * failures the way built-in code does:
+ *     return bx_set_error(BX_ERR_NOT_FOUND, "MyCallback: metric '%s' was not logged", name);
+ * The Trainer then stops and returns s with this text. */
+bx_status bx_set_error(bx_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Prefixes the calling thread's message with "context: " (printf-style),
+ * adding context while an error travels up: "callback MyCallback: <message>". */
+void bx_error_context(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
 /* ---- allocator hook ------------------------------------------------------
  * All heap memory the library owns goes through this hook (like Lua's
  * lua_Alloc): alloc(ud, NULL, 0, n) allocates, alloc(ud, p, old, n) resizes,
@@ -54,6 +73,18 @@ void bx_set_allocator(bx_alloc_fn fn, void *ud);
  * through the hook since the process started. Used to prove that a
  * steady-state training step allocates nothing. */
 uint64_t bx_alloc_count(void);
+
+/* Heap memory through the allocator hook (64-byte aligned), for code outside
+ * the library that wants its long-lived state counted and placed as the
+ * library's is (custom callbacks, modules). bx_malloc/bx_calloc/bx_realloc
+ * return NULL with BX_ERR_NOMEM text on failure; bx_calloc zero-fills;
+ * bx_strdup copies a string (NULL gives NULL). Free with bx_free;
+ * bx_free(NULL) does nothing. */
+void *bx_malloc(size_t n);
+void *bx_calloc(size_t n);
+void *bx_realloc(void *p, size_t n);
+char *bx_strdup(const char *s);
+void bx_free(void *p);
 
 /* ---- threads ------------------------------------------------------------- */
 /* Sets the number of worker threads used by the CPU kernels (OpenMP and

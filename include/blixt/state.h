@@ -70,7 +70,7 @@ bx_status bx_state_need_bool(const bx_state *dict, const char *key, bool *out);
  * "-Infinity"; floats shortest round-trip). Tensor nodes are written as
  * {"__tensor__": NAME} where NAME is produced by the callback, which stores
  * the tensor (e.g. into a safetensors writer); a NULL callback writes tensors
- * inline as nested lists. Returns malloc'd text (free with bx_free) or NULL. */
+ * inline as nested lists. Returns text from the allocator hook (free with bx_free, core.h) or NULL. */
 typedef bx_status (*bx_state_tensor_out)(void *ud, const char *path, const bx_tensor *t,
                                          char *name_out, size_t name_cap);
 char *bx_state_to_json(const bx_state *s, bx_state_tensor_out fn, void *ud);
@@ -78,9 +78,6 @@ char *bx_state_to_json(const bx_state *s, bx_state_tensor_out fn, void *ud);
  * (NULL: an error). Errors: BX_ERR_FORMAT with line/column. */
 typedef const bx_tensor *(*bx_state_tensor_in)(void *ud, const char *name);
 bx_status bx_state_from_json(const char *text, bx_state_tensor_in fn, void *ud, bx_state **out);
-
-/* Frees memory returned by the library (bx_state_to_json text). */
-void bx_free(void *p);
 
 #ifdef __cplusplus
 }

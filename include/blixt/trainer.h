@@ -136,7 +136,7 @@ typedef struct bx_limit {
 typedef enum bx_clip_algorithm { BX_CLIP_NORM = 0, BX_CLIP_VALUE = 1 } bx_clip_algorithm;
 
 typedef struct bx_trainer_opts {
-    int64_t max_epochs;    /* BX_UNSET: 1000 unless max_steps is set; -1 = no limit */
+    int64_t max_epochs;    /* BX_UNSET: 1000 unless max_steps, max_time or a Timer is set; -1 = no limit */
     int64_t min_epochs;    /* BX_UNSET: 0 (1 if only min_steps...) */
     int64_t max_steps;     /* -1 = none */
     int64_t min_steps;     /* BX_UNSET: none */
@@ -163,12 +163,16 @@ typedef struct bx_trainer_opts {
     /* Callbacks, taken over by the Trainer (also on failure). */
     bx_callback **callbacks;
     int num_callbacks;
+    /* Training time limit "DD:HH:MM:SS" (NULL = none): adds a Timer
+     * (interval "step") unless one is in the callbacks. With it (or a Timer),
+     * an unset max_epochs means no epoch limit instead of 1000. */
+    const char *max_time;
 } bx_trainer_opts;
 
 #define BX_TRAINER_OPTS_INIT                                                                 \
     {BX_UNSET, BX_UNSET, -1, BX_UNSET, BX_LIMIT_ALL, BX_LIMIT_ALL, BX_LIMIT_ALL, BX_LIMIT_ALL, \
      BX_LIMIT_ALL, 1, 2, 1, 0.0, BX_CLIP_NORM, 50, true, true, true, ".", 0, BX_UNSET, 0,   \
-     NULL, 0, true, NULL, 0}
+     NULL, 0, true, NULL, 0, NULL}
 
 /* New Trainer. Validates flags and the callback list (more than one
  * progress bar, two stateful callbacks with one state key, ...): NULL with
@@ -176,8 +180,11 @@ typedef struct bx_trainer_opts {
 bx_trainer *bx_trainer_new(const bx_trainer_opts *o);
 void bx_trainer_free(bx_trainer *tr);
 
-/* Entry points. Loaders are not owned. ckpt_path: NULL, a path, or "last"
- * (the last checkpoint of the ModelCheckpoint). On error the status is
+/* Entry points. Loaders are not owned. ckpt_path: NULL, a path, "last"
+ * (the newest *last*.ckpt in a ModelCheckpoint's dirpath; a warning and no
+ * load when there is none, as Lightning) or "best" (the first
+ * ModelCheckpoint's best_model_path; BX_ERR_STATE when there is no
+ * ModelCheckpoint or it has not saved a best model in this Trainer). On error the status is
  * returned with the message (bx_errmsg) naming the stage, the epoch/step and
  * the cause; callbacks' on_exception have run and no file is half-written. */
 bx_status bx_trainer_fit(bx_trainer *tr, const bx_model *m, bx_loader *train, bx_loader *val,

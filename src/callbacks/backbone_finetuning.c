@@ -11,7 +11,6 @@
  *                            backbone lr, capped at group 0's (should_align)
  * State {internal_optimizer_metadata, previous_backbone_lr} (#8501 fixed:
  * a run resumed after the unfreeze epoch continues the schedule). */
-#include "core/core_int.h"
 
 #include <blixt/finetuning.h>
 
@@ -47,7 +46,7 @@ static bx_status find_backbone(const bbf *b, bx_module *root, bx_module **out) {
         if (k < 0) break;
         used += (size_t)k;
     }
-    return bx__error(BX_ERR_NOT_FOUND,
+    return bx_set_error(BX_ERR_NOT_FOUND,
                      "BackboneFinetuning: the model should have a module `%s` (a submodule at that path of its root "
                      "module); the root's children are [%s]",
                      b->backbone, kids);
@@ -119,7 +118,7 @@ static bx_status bb_finetune_function(void *self, bx_trainer *tr, bx_module *roo
     if (epoch < at) return BX_OK;
     double current_lr = bx_optimizer_get_lr(opt, 0);
     if (isnan(current_lr))
-        return bx__error(BX_ERR_INVALID, "BackboneFinetuning: optimizer %d has no param group", opt_idx);
+        return bx_set_error(BX_ERR_INVALID, "BackboneFinetuning: optimizer %d has no param group", opt_idx);
     if (epoch == at) {
         bx_module *bb;
         bx_status s = find_backbone(b, root, &bb);
@@ -133,7 +132,7 @@ static bx_status bb_finetune_function(void *self, bx_trainer *tr, bx_module *roo
         return BX_OK;
     }
     if (isnan(b->previous_backbone_lr))
-        return bx__error(BX_ERR_STATE,
+        return bx_set_error(BX_ERR_STATE,
                          "BackboneFinetuning: epoch %lld is past unfreeze_backbone_at_epoch=%lld but the backbone was "
                          "never unfrozen (resumed from a checkpoint without previous_backbone_lr?)",
                          (long long)epoch, (long long)at);
@@ -157,11 +156,11 @@ static bx_status bb_state_dict(void *self, bx_state *out) {
 static bx_status bb_load_state_dict(void *self, const bx_state *state) {
     bbf *b = self;
     const bx_state *v = bx_state_get(state, "previous_backbone_lr");
-    if (!v) return bx__error(BX_ERR_FORMAT, "BackboneFinetuning: checkpoint state has no 'previous_backbone_lr'");
+    if (!v) return bx_set_error(BX_ERR_FORMAT, "BackboneFinetuning: checkpoint state has no 'previous_backbone_lr'");
     bx_state_type t = bx_state_typeof(v);
     if (t == BX_STATE_NULL) b->previous_backbone_lr = NAN;
     else if (t == BX_STATE_FLOAT || t == BX_STATE_INT) b->previous_backbone_lr = bx_state_get_float(v);
-    else return bx__error(BX_ERR_FORMAT, "BackboneFinetuning: checkpoint 'previous_backbone_lr' is not a number");
+    else return bx_set_error(BX_ERR_FORMAT, "BackboneFinetuning: checkpoint 'previous_backbone_lr' is not a number");
     b->loaded = true;
     return BX_OK;
 }
@@ -169,8 +168,8 @@ static bx_status bb_load_state_dict(void *self, const bx_state *state) {
 static void bb_destroy(void *self) {
     bbf *b = self;
     if (!b) return;
-    bx__free(b->backbone);
-    bx__free(b);
+    bx_free(b->backbone);
+    bx_free(b);
 }
 
 static const bx_finetuning_ops BACKBONE_OPS = {
@@ -193,15 +192,15 @@ bx_callback *bx_backbone_finetuning_new(const bx_backbone_finetuning_opts *o) {
     else if (!(d.initial_denom_lr > 0.0)) bad = "initial_denom_lr must be > 0";
     else if (!d.backbone || !d.backbone[0]) bad = "backbone (the submodule path) must be a non-empty string";
     if (bad) {
-        bx__error(BX_ERR_INVALID, "BackboneFinetuning: %s", bad);
+        bx_set_error(BX_ERR_INVALID, "BackboneFinetuning: %s", bad);
         return NULL;
     }
-    bbf *b = bx__calloc(sizeof *b);
-    char *path = bx__strdup(d.backbone);
+    bbf *b = bx_calloc(sizeof *b);
+    char *path = bx_strdup(d.backbone);
     if (!b || !path) {
-        bx__free(b);
-        bx__free(path);
-        bx__error(BX_ERR_NOMEM, "BackboneFinetuning: out of memory");
+        bx_free(b);
+        bx_free(path);
+        bx_set_error(BX_ERR_NOMEM, "BackboneFinetuning: out of memory");
         return NULL;
     }
     b->o = d;

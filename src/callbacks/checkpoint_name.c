@@ -4,7 +4,6 @@
  * spec = Python's repr of the float: a float32 metric 0.1 prints
  * 0.10000000149011612). */
 #include "callbacks_int.h"
-#include "core/core_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,7 +21,7 @@ static void sb_addn(sbuf *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->len + n + 1 > b->cap) {
         size_t cap = (b->len + n + 1) * 2 + 32;
-        char *q = bx__realloc(b->p, cap);
+        char *q = bx_realloc(b->p, cap);
         if (!q) {
             b->oom = true;
             return;
@@ -49,9 +48,9 @@ static char *replace_all(char *s, const char *old, const char *rep) {
         p = q + ol;
     }
     sb_add(&b, p);
-    bx__free(s);
+    bx_free(s);
     if (b.oom) {
-        bx__free(b.p);
+        bx_free(b.p);
         return NULL;
     }
     return b.p;
@@ -111,7 +110,7 @@ static void py_repr(double v, char *out, size_t n) {
         sb_add(&b, dig);
     }
     snprintf(out, n, "%s", b.p ? b.p : "");
-    bx__free(b.p);
+    bx_free(b.p);
 }
 
 typedef struct fspec {
@@ -166,12 +165,12 @@ static void group_digits(char *s, size_t n, char g) {
 
 bx_status bx__py_format_number(double v, bool is_int, const char *spec, char *out, size_t n) {
     fspec f;
-    if (!parse_spec(spec ? spec : "", &f)) return bx__error(BX_ERR_INVALID, "Invalid format specifier '%s'", spec);
+    if (!parse_spec(spec ? spec : "", &f)) return bx_set_error(BX_ERR_INVALID, "Invalid format specifier '%s'", spec);
     char body[256];
     bool neg;
     char t = f.type;
     if (is_int && (!t || t == 'd' || t == 'n' || t == 'x' || t == 'X' || t == 'o' || t == 'b')) {
-        if (f.prec >= 0) return bx__error(BX_ERR_INVALID, "Precision not allowed in integer format specifier");
+        if (f.prec >= 0) return bx_set_error(BX_ERR_INVALID, "Precision not allowed in integer format specifier");
         long long iv = (long long)v;
         neg = iv < 0;
         unsigned long long a = neg ? (unsigned long long)(-(iv + 1)) + 1u : (unsigned long long)iv;
@@ -192,7 +191,7 @@ bx_status bx__py_format_number(double v, bool is_int, const char *spec, char *ou
             snprintf(body, sizeof body, "%llu", a);
         }
     } else if (t == 'd' || t == 'n' || t == 'x' || t == 'X' || t == 'o' || t == 'b' || t == 'c' || t == 's') {
-        return bx__error(BX_ERR_INVALID, "Unknown format code '%c' for object of type '%s'", t,
+        return bx_set_error(BX_ERR_INVALID, "Unknown format code '%c' for object of type '%s'", t,
                          is_int ? "int" : "float");
     } else if (!t || strchr("eEfFgG%", t)) {
         neg = signbit(v) && !isnan(v);
@@ -234,7 +233,7 @@ bx_status bx__py_format_number(double v, bool is_int, const char *spec, char *ou
             snprintf(body, sizeof body, fmt, p < 0 ? 6 : p, a);
         }
     } else {
-        return bx__error(BX_ERR_INVALID, "Unknown format code '%c' for object of type '%s'", t,
+        return bx_set_error(BX_ERR_INVALID, "Unknown format code '%c' for object of type '%s'", t,
                          is_int ? "int" : "float");
     }
     if (f.grouping) group_digits(body, sizeof body, f.grouping);
@@ -245,7 +244,7 @@ bx_status bx__py_format_number(double v, bool is_int, const char *spec, char *ou
     size_t left = align == '>' ? pad : align == '^' ? pad / 2 : 0;
     size_t right = align == '<' ? pad : align == '^' ? pad - pad / 2 : 0;
     size_t mid = align == '=' ? pad : 0;
-    if (len + pad + 1 > n) return bx__error(BX_ERR_INVALID, "formatted value too long");
+    if (len + pad + 1 > n) return bx_set_error(BX_ERR_INVALID, "formatted value too long");
     size_t k = 0;
     for (size_t i = 0; i < left; i++) out[k++] = f.fill;
     for (const char *c = sg; *c; c++) out[k++] = *c;
@@ -275,39 +274,39 @@ static bx_status py_format(const char *orig, const char *s, const bx__fmt_metric
             sb_add(b, "}");
             s += 2;
         } else if (s[0] == '}') {
-            return bx__error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': Single '}' encountered in format string",
+            return bx_set_error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': Single '}' encountered in format string",
                              orig);
         } else if (s[0] == '{') {
             const char *e = strchr(s, '}');
             const char *nb = strchr(s + 1, '{');
-            if (!e) return bx__error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': Single '{' encountered", orig);
+            if (!e) return bx_set_error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': Single '{' encountered", orig);
             if (nb && nb < e)
-                return bx__error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': nested '{' is not supported", orig);
+                return bx_set_error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': nested '{' is not supported", orig);
             char field[512];
             size_t fl = (size_t)(e - s - 1);
-            if (fl >= sizeof field) return bx__error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': field too long", orig);
+            if (fl >= sizeof field) return bx_set_error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': field too long", orig);
             memcpy(field, s + 1, fl);
             field[fl] = '\0';
             if (strncmp(field, "0[", 2) != 0)
-                return bx__error(BX_ERR_INVALID,
+                return bx_set_error(BX_ERR_INVALID,
                                  "ModelCheckpoint filename '%s': format field '{%s}' is not a metric name", orig, field);
             char *close = strchr(field + 2, ']');
             if (!close)
-                return bx__error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': Missing ']' in format string", orig);
+                return bx_set_error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': Missing ']' in format string", orig);
             *close = '\0';
             const char *name = field + 2, *rest = close + 1, *spec = "";
             if (*rest == ':') spec = rest + 1;
             else if (*rest)
-                return bx__error(BX_ERR_INVALID,
+                return bx_set_error(BX_ERR_INVALID,
                                  "ModelCheckpoint filename '%s': Only '.' or '[' may follow ']' in format field "
                                  "specifier (metric names that are prefixes of others corrupt the template)",
                                  orig);
             const bx__fmt_metric *mv = find_metric(m, nm, name);
-            if (!mv) return bx__error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': KeyError '%s'", orig, name);
+            if (!mv) return bx_set_error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': KeyError '%s'", orig, name);
             char num[300];
             bx_status st = bx__py_format_number(mv->value, mv->is_int, spec, num, sizeof num);
             if (st) {
-                bx__error_prefix("ModelCheckpoint filename '%s': metric '%s'", orig, name);
+                bx_error_context("ModelCheckpoint filename '%s': metric '%s'", orig, name);
                 return st;
             }
             sb_add(b, num);
@@ -325,11 +324,11 @@ static bx_status py_format(const char *orig, const char *s, const bx__fmt_metric
 bx_status bx__ckpt_format_name(const char *tmpl, bool auto_insert, const bx__fmt_metric *m, int nm, char *out,
                                size_t n) {
     const char *orig = tmpl && *tmpl ? tmpl : "{epoch}-{step}";
-    char *f = bx__strdup(orig);
+    char *f = bx_strdup(orig);
     if (!f) return BX_ERR_NOMEM;
     /* groups = re.findall(r"(\{.*?)[:\}]", template) on the original text */
     int ng = 0, cap = 8;
-    char **groups = bx__calloc((size_t)cap * sizeof *groups);
+    char **groups = bx_calloc((size_t)cap * sizeof *groups);
     bx_status st = groups ? BX_OK : BX_ERR_NOMEM;
     for (const char *p = orig; st == BX_OK && (p = strchr(p, '{')) != NULL;) {
         const char *t = p + 1;
@@ -339,7 +338,7 @@ bx_status bx__ckpt_format_name(const char *tmpl, bool auto_insert, const bx__fmt
             continue;
         }
         if (ng == cap) {
-            char **g2 = bx__realloc(groups, (size_t)cap * 2 * sizeof *groups);
+            char **g2 = bx_realloc(groups, (size_t)cap * 2 * sizeof *groups);
             if (!g2) {
                 st = BX_ERR_NOMEM;
                 break;
@@ -348,7 +347,7 @@ bx_status bx__ckpt_format_name(const char *tmpl, bool auto_insert, const bx__fmt
             cap *= 2;
         }
         size_t gl = (size_t)(t - p);
-        groups[ng] = bx__malloc(gl + 1);
+        groups[ng] = bx_malloc(gl + 1);
         if (!groups[ng]) {
             st = BX_ERR_NOMEM;
             break;
@@ -359,7 +358,7 @@ bx_status bx__ckpt_format_name(const char *tmpl, bool auto_insert, const bx__fmt
         p = t + 1;
     }
     /* metrics plus the template's names missing from them (integer 0) */
-    bx__fmt_metric *all = st == BX_OK ? bx__calloc(((size_t)nm + (size_t)ng + 1) * sizeof *all) : NULL;
+    bx__fmt_metric *all = st == BX_OK ? bx_calloc(((size_t)nm + (size_t)ng + 1) * sizeof *all) : NULL;
     int na = 0;
     if (st == BX_OK && !all) st = BX_ERR_NOMEM;
     for (int i = 0; st == BX_OK && i < nm; i++) all[na++] = m[i];
@@ -371,14 +370,14 @@ bx_status bx__ckpt_format_name(const char *tmpl, bool auto_insert, const bx__fmt
             sb_add(&r, "={");
             sb_add(&r, name);
             if (r.oom || !(f = replace_all(f, groups[i], r.p))) st = BX_ERR_NOMEM;
-            bx__free(r.p);
+            bx_free(r.p);
             r = (sbuf){0};
         }
         sb_add(&r, "{0[");
         sb_add(&r, name);
         sb_add(&r, "]");
         if (st == BX_OK && (r.oom || !(f = replace_all(f, groups[i], r.p)))) st = BX_ERR_NOMEM;
-        bx__free(r.p);
+        bx_free(r.p);
         if (st == BX_OK && !find_metric(all, na, name)) all[na++] = (bx__fmt_metric){name, 0.0, true};
     }
     sbuf b = {0};
@@ -387,22 +386,22 @@ bx_status bx__ckpt_format_name(const char *tmpl, bool auto_insert, const bx__fmt
     if (st == BX_OK) {
         const char *res = b.p ? b.p : "";
         if (strlen(res) + 1 > n)
-            st = bx__error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': formatted name is too long", orig);
+            st = bx_set_error(BX_ERR_INVALID, "ModelCheckpoint filename '%s': formatted name is too long", orig);
         else
             memcpy(out, res, strlen(res) + 1);
     }
-    bx__free(b.p);
-    bx__free(all);
-    for (int i = 0; i < ng; i++) bx__free(groups[i]);
-    bx__free(groups);
-    bx__free(f);
+    bx_free(b.p);
+    bx_free(all);
+    for (int i = 0; i < ng; i++) bx_free(groups[i]);
+    bx_free(groups);
+    bx_free(f);
     return st;
 }
 
 bx_status bx_model_checkpoint_format_name(const char *tmpl, bool auto_insert_metric_name,
                                           const char *const *names, const double *values, int n_metrics,
                                           char *out, size_t n) {
-    bx__fmt_metric *m = bx__calloc(((size_t)n_metrics + 1) * sizeof *m);
+    bx__fmt_metric *m = bx_calloc(((size_t)n_metrics + 1) * sizeof *m);
     if (!m) return BX_ERR_NOMEM;
     for (int i = 0; i < n_metrics; i++) {
         m[i].name = names[i];
@@ -411,6 +410,6 @@ bx_status bx_model_checkpoint_format_name(const char *tmpl, bool auto_insert_met
         if (m[i].is_int) m[i].value = (double)(int64_t)values[i];
     }
     bx_status s = bx__ckpt_format_name(tmpl, auto_insert_metric_name, m, n_metrics, out, n);
-    bx__free(m);
+    bx_free(m);
     return s;
 }

@@ -12,7 +12,6 @@
  * stopped_epoch = current_epoch; the Trainer decides when the run really
  * ends (min_epochs / min_steps). */
 #include "blixt/callbacks.h"
-#include "core/core_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -71,7 +70,7 @@ static bx_status run_check(es *e, bx_trainer *tr) {
         metric_keys(tr, keys, sizeof keys);
         bx_clear_error();
         if (e->strict)
-            return bx__error(BX_ERR_NOT_FOUND,
+            return bx_set_error(BX_ERR_NOT_FOUND,
                              "Early stopping conditioned on metric `%s` which is not available. Pass in or modify "
                              "your `EarlyStopping` callback to use any of the following: `%s`",
                              e->monitor, keys);
@@ -159,7 +158,7 @@ static bx_status es_load_state_dict(void *self, bx_trainer *tr, const bx_state *
     if (!s) s = bx_state_need_float(st, "best_score", &b);
     if (!s) s = bx_state_need_int(st, "patience", &p);
     if (s) {
-        bx__error_prefix("EarlyStopping(monitor='%s'): load_state_dict", e->monitor);
+        bx_error_context("EarlyStopping(monitor='%s'): load_state_dict", e->monitor);
         return s;
     }
     e->wait_count = w;
@@ -172,9 +171,9 @@ static bx_status es_load_state_dict(void *self, bx_trainer *tr, const bx_state *
 static void es_destroy(void *self) {
     es *e = self;
     if (!e) return;
-    bx__free(e->monitor);
-    bx__free(e->mode);
-    bx__free(e);
+    bx_free(e->monitor);
+    bx_free(e->mode);
+    bx_free(e);
 }
 
 static const bx_callback_ops ES_OPS = {
@@ -193,17 +192,17 @@ bx_callback *bx_early_stopping_new(const bx_early_stopping_opts *o) {
     if (!o) o = &def;
     const char *mode = o->mode ? o->mode : "min";
     if (!o->monitor || !*o->monitor) {
-        bx__error(BX_ERR_INVALID, "EarlyStopping: `monitor` is required (the callback_metrics key to watch)");
+        bx_set_error(BX_ERR_INVALID, "EarlyStopping: `monitor` is required (the callback_metrics key to watch)");
         return NULL;
     }
     if (strcmp(mode, "min") != 0 && strcmp(mode, "max") != 0) {
-        bx__error(BX_ERR_INVALID, "EarlyStopping(monitor='%s'): `mode` can be min, max, got %s", o->monitor, mode);
+        bx_set_error(BX_ERR_INVALID, "EarlyStopping(monitor='%s'): `mode` can be min, max, got %s", o->monitor, mode);
         return NULL;
     }
-    es *e = bx__calloc(sizeof *e);
+    es *e = bx_calloc(sizeof *e);
     if (!e) return NULL;
-    e->monitor = bx__strdup(o->monitor);
-    e->mode = bx__strdup(mode);
+    e->monitor = bx_strdup(o->monitor);
+    e->mode = bx_strdup(mode);
     if (!e->monitor || !e->mode) {
         es_destroy(e);
         return NULL;

@@ -9,7 +9,6 @@
  * engine's bx_averaged_model_state, so a resumed run continues exactly. */
 #include "blixt/swa_callback.h"
 #include "blixt/trainer.h"
-#include "core/core_int.h"
 
 #include <math.h>
 
@@ -32,7 +31,7 @@ static bx_status ema_fit_start(void *self, bx_trainer *tr) {
     bx_averaged_model_free(e->avg);
     e->avg = bx_averaged_model_new_ema(bx_trainer_module(tr), &e->o);
     if (!e->avg) {
-        bx__error_prefix("EMAWeightAveraging");
+        bx_error_context("EMAWeightAveraging");
         return BX_ERR_NOMEM;
     }
     if (e->loaded) {
@@ -40,7 +39,7 @@ static bx_status ema_fit_start(void *self, bx_trainer *tr) {
         bx_state_free(e->loaded);
         e->loaded = NULL;
         if (s != BX_OK) {
-            bx__error_prefix("EMAWeightAveraging: load_state_dict");
+            bx_error_context("EMAWeightAveraging: load_state_dict");
             return s;
         }
     }
@@ -62,7 +61,7 @@ static bx_status ema_batch_end(void *self, bx_trainer *tr, const bx_step_output 
     if (!e->avg || gs <= e->last_step) return BX_OK;
     e->last_step = gs;
     bx_status s = bx_averaged_model_step(e->avg, bx_trainer_module(tr), NULL);
-    if (s != BX_OK) bx__error_prefix("EMAWeightAveraging");
+    if (s != BX_OK) bx_error_context("EMAWeightAveraging");
     return s;
 }
 
@@ -102,7 +101,7 @@ static void ema_destroy(void *self) {
     if (!e) return;
     bx_averaged_model_free(e->avg);
     bx_state_free(e->loaded);
-    bx__free(e);
+    bx_free(e);
 }
 
 static const bx_callback_ops EMA_OPS = {
@@ -120,19 +119,19 @@ bx_callback *bx_ema_callback_new(const bx_ema_callback_opts *o) {
     bx_ema_callback_opts def = BX_EMA_CALLBACK_OPTS_INIT;
     if (!o) o = &def;
     if (!(o->decay >= 0.0 && o->decay <= 1.0)) {
-        bx__error(BX_ERR_INVALID, "EMAWeightAveraging: decay should be in [0, 1], got %g", o->decay);
+        bx_set_error(BX_ERR_INVALID, "EMAWeightAveraging: decay should be in [0, 1], got %g", o->decay);
         return NULL;
     }
     if (o->every_n_steps < 1) {
-        bx__error(BX_ERR_INVALID, "EMAWeightAveraging: every_n_steps should be >= 1, got %lld",
+        bx_set_error(BX_ERR_INVALID, "EMAWeightAveraging: every_n_steps should be >= 1, got %lld",
                   (long long)o->every_n_steps);
         return NULL;
     }
     if (o->start_step < 0) {
-        bx__error(BX_ERR_INVALID, "EMAWeightAveraging: start_step should be >= 0, got %lld", (long long)o->start_step);
+        bx_set_error(BX_ERR_INVALID, "EMAWeightAveraging: start_step should be >= 0, got %lld", (long long)o->start_step);
         return NULL;
     }
-    ema *e = bx__calloc(sizeof *e);
+    ema *e = bx_calloc(sizeof *e);
     if (!e) return NULL;
     e->o.decay = o->decay;
     e->o.every_n_steps = o->every_n_steps;

@@ -17,7 +17,6 @@
  *   on_train_epoch_start      per optimizer: finetune_function, then record
  *                             all groups (first time) or the new ones
  * Fixed against Lightning: filter_on_optimizer compares by identity. */
-#include "core/core_int.h"
 
 #include <blixt/finetuning.h>
 
@@ -35,14 +34,14 @@
 
 void bx_module_array_free(bx_module_array *l) {
     if (!l) return;
-    bx__free(l->items);
-    bx__free(l);
+    bx_free(l->items);
+    bx_free(l);
 }
 
 void bx_param_array_free(bx_param_array *l) {
     if (!l) return;
-    bx__free(l->items);
-    bx__free(l);
+    bx_free(l->items);
+    bx_free(l);
 }
 
 static bx_status push_module(bx_module_array *l, int *cap, bx_module *m) {
@@ -50,8 +49,8 @@ static bx_status push_module(bx_module_array *l, int *cap, bx_module *m) {
         if (l->items[i] == m) return BX_OK;
     if (l->n == *cap) {
         int nc = *cap ? 2 * *cap : 16;
-        bx_module **v = bx__realloc(l->items, (size_t)nc * sizeof *v);
-        if (!v) return bx__error(BX_ERR_NOMEM, "BaseFinetuning: out of memory");
+        bx_module **v = bx_realloc(l->items, (size_t)nc * sizeof *v);
+        if (!v) return bx_set_error(BX_ERR_NOMEM, "BaseFinetuning: out of memory");
         l->items = v;
         *cap = nc;
     }
@@ -64,8 +63,8 @@ static bx_status push_param(bx_param_array *l, int *cap, bx_tensor *p) {
         if (l->items[i] == p) return BX_OK;
     if (l->n == *cap) {
         int nc = *cap ? 2 * *cap : 16;
-        bx_tensor **v = bx__realloc(l->items, (size_t)nc * sizeof *v);
-        if (!v) return bx__error(BX_ERR_NOMEM, "BaseFinetuning: out of memory");
+        bx_tensor **v = bx_realloc(l->items, (size_t)nc * sizeof *v);
+        if (!v) return bx_set_error(BX_ERR_NOMEM, "BaseFinetuning: out of memory");
         l->items = v;
         *cap = nc;
     }
@@ -76,9 +75,9 @@ static bx_status push_param(bx_param_array *l, int *cap, bx_tensor *p) {
 /* ---- static helpers ----------------------------------------------------------------- */
 
 static bx_status check_modules(const char *fn, bx_module *const *modules, int n) {
-    if (n < 0 || (n > 0 && !modules)) return bx__error(BX_ERR_INVALID, "BaseFinetuning.%s: bad module list (n=%d)", fn, n);
+    if (n < 0 || (n > 0 && !modules)) return bx_set_error(BX_ERR_INVALID, "BaseFinetuning.%s: bad module list (n=%d)", fn, n);
     for (int i = 0; i < n; i++)
-        if (!modules[i]) return bx__error(BX_ERR_INVALID, "BaseFinetuning.%s: module %d is NULL", fn, i);
+        if (!modules[i]) return bx_set_error(BX_ERR_INVALID, "BaseFinetuning.%s: module %d is NULL", fn, i);
     return BX_OK;
 }
 
@@ -86,7 +85,7 @@ static bx_status check_modules(const char *fn, bx_module *const *modules, int n)
 static bx_status flatten(const char *fn, bx_module *const *modules, int n, bx_module_array **out) {
     *out = NULL;
     FT_TRY(check_modules(fn, modules, n));
-    bx_module_array *l = bx__calloc(sizeof *l);
+    bx_module_array *l = bx_calloc(sizeof *l);
     if (!l) return BX_ERR_NOMEM;
     int cap = 0;
     for (int r = 0; r < n; r++) {
@@ -116,7 +115,7 @@ bx_module_array *bx_finetuning_flatten_modules(bx_module *const *modules, int n)
 bx_param_array *bx_finetuning_filter_params(bx_module *const *modules, int n, bool train_bn, bool requires_grad) {
     bx_module_array *flat;
     if (flatten("filter_params", modules, n, &flat) != BX_OK) return NULL;
-    bx_param_array *out = bx__calloc(sizeof *out);
+    bx_param_array *out = bx_calloc(sizeof *out);
     int cap = 0;
     bx_status s = out ? BX_OK : BX_ERR_NOMEM;
     for (int i = 0; i < flat->n && s == BX_OK; i++) {
@@ -144,20 +143,20 @@ static bool optimizer_has(const bx_optimizer *opt, const bx_tensor *p) {
 
 bx_param_array *bx_finetuning_filter_on_optimizer(const bx_optimizer *opt, bx_tensor *const *params, int n) {
     if (!opt) {
-        bx__error(BX_ERR_INVALID, "BaseFinetuning.filter_on_optimizer: NULL optimizer");
+        bx_set_error(BX_ERR_INVALID, "BaseFinetuning.filter_on_optimizer: NULL optimizer");
         return NULL;
     }
     if (n < 0 || (n > 0 && !params)) {
-        bx__error(BX_ERR_INVALID, "BaseFinetuning.filter_on_optimizer: bad parameter list (n=%d)", n);
+        bx_set_error(BX_ERR_INVALID, "BaseFinetuning.filter_on_optimizer: bad parameter list (n=%d)", n);
         return NULL;
     }
-    bx_param_array *out = bx__calloc(sizeof *out);
+    bx_param_array *out = bx_calloc(sizeof *out);
     if (!out) return NULL;
     int cap = 0, removed = 0;
     for (int i = 0; i < n; i++) {
         if (!params[i]) {
             bx_param_array_free(out);
-            bx__error(BX_ERR_INVALID, "BaseFinetuning.filter_on_optimizer: parameter %d is NULL", i);
+            bx_set_error(BX_ERR_INVALID, "BaseFinetuning.filter_on_optimizer: parameter %d is NULL", i);
             return NULL;
         }
         if (optimizer_has(opt, params[i])) { /* identity, not torch.equal (Lightning's bug) */
@@ -196,7 +195,7 @@ bx_status bx_finetuning_make_trainable(bx_module *const *modules, int n) {
 }
 
 bx_status bx_finetuning_freeze_module(bx_module *m) {
-    if (!m) return bx__error(BX_ERR_INVALID, "BaseFinetuning.freeze_module: NULL module");
+    if (!m) return bx_set_error(BX_ERR_INVALID, "BaseFinetuning.freeze_module: NULL module");
     /* a frozen BatchNorm also stops updating its running statistics (1.8.1 #15063) */
     if (bx_module_is_batchnorm(m)) bx_batchnorm_set_track_running_stats(m, false);
     set_own_requires_grad(m, false);
@@ -218,12 +217,12 @@ bx_status bx_finetuning_freeze(bx_module *const *modules, int n, bool train_bn) 
 
 bx_status bx_finetuning_unfreeze_and_add_param_group(bx_module *const *modules, int n, bx_optimizer *opt, double lr,
                                                      double initial_denom_lr, bool train_bn) {
-    if (!opt) return bx__error(BX_ERR_INVALID, "BaseFinetuning.unfreeze_and_add_param_group: NULL optimizer");
+    if (!opt) return bx_set_error(BX_ERR_INVALID, "BaseFinetuning.unfreeze_and_add_param_group: NULL optimizer");
     FT_TRY(check_modules("unfreeze_and_add_param_group", modules, n));
     double params_lr = lr, denom = 1.0;
     if (isnan(lr)) {
         if (bx_optimizer_num_groups(opt) < 1)
-            return bx__error(BX_ERR_INVALID,
+            return bx_set_error(BX_ERR_INVALID,
                              "BaseFinetuning.unfreeze_and_add_param_group: no lr given and the %s optimizer has no "
                              "param group to take one from",
                              bx_optimizer_type(opt));
@@ -231,7 +230,7 @@ bx_status bx_finetuning_unfreeze_and_add_param_group(bx_module *const *modules, 
         denom = initial_denom_lr;
     }
     if (!(denom > 0.0) || !(params_lr / denom >= 0.0))
-        return bx__error(BX_ERR_INVALID, "BaseFinetuning.unfreeze_and_add_param_group: bad lr %g / %g", params_lr, denom);
+        return bx_set_error(BX_ERR_INVALID, "BaseFinetuning.unfreeze_and_add_param_group: bad lr %g / %g", params_lr, denom);
     FT_TRY(bx_finetuning_make_trainable(modules, n));
     bx_param_array *ps = bx_finetuning_filter_params(modules, n, train_bn, true);
     if (!ps) return BX_ERR_NOMEM;
@@ -267,7 +266,7 @@ bx_module *bx_finetuning_root(bx_trainer *tr) {
 static bx_status need_root(const ft *f, bx_trainer *tr, const char *hook, bx_module **root) {
     *root = bx_finetuning_root(tr);
     if (!*root)
-        return bx__error(BX_ERR_STATE,
+        return bx_set_error(BX_ERR_STATE,
                          "%s: the model's module() is NULL at %s; build the layers before fit (a callback's setup "
                          "runs before the model's, as in Lightning)",
                          f->ops->name, hook);
@@ -310,7 +309,7 @@ static bx_status store_groups(const ft *f, bx_module *root, const bx_optimizer *
         for (int i = 0; i < bx_optimizer_group_num_params(opt, g) && s == BX_OK; i++) {
             const char *nm = param_name(np, bx_optimizer_group_param(opt, g, i));
             if (!nm)
-                s = bx__error(BX_ERR_NOT_FOUND, "%s: optimizer %d param group %d holds a parameter that is not in the model",
+                s = bx_set_error(BX_ERR_NOT_FOUND, "%s: optimizer %d param group %d holds a parameter that is not in the model",
                               f->ops->name, opt_idx, g);
             else
                 s = bx_state_append(names, bx_state_string(nm));
@@ -382,7 +381,7 @@ static bx_status apply_group_keys(const ft *f, bx_optimizer *opt, int opt_idx, i
     bad:;
         char msg[256];
         snprintf(msg, sizeof msg, "%s", bx_errmsg());
-        return bx__error(BX_ERR_INVALID, "%s: restoring optimizer %d param group %d: %s", f->ops->name, opt_idx, g, msg);
+        return bx_set_error(BX_ERR_INVALID, "%s: restoring optimizer %d param group %d: %s", f->ops->name, opt_idx, g, msg);
     }
     bx_clear_error();
     return BX_OK;
@@ -394,10 +393,10 @@ static bx_status apply_group_keys(const ft *f, bx_optimizer *opt, int opt_idx, i
 static bx_status restore_groups(const ft *f, bx_module *root, bx_optimizer *opt, int opt_idx, const bx_state *list) {
     const char *who = f->ops->name;
     if (bx_state_typeof(list) != BX_STATE_LIST)
-        return bx__error(BX_ERR_FORMAT, "%s: checkpoint internal_optimizer_metadata['%d'] is not a list", who, opt_idx);
+        return bx_set_error(BX_ERR_FORMAT, "%s: checkpoint internal_optimizer_metadata['%d'] is not a list", who, opt_idx);
     int have = bx_optimizer_num_groups(opt), want = (int)bx_state_len(list);
     if (want < have)
-        return bx__error(BX_ERR_INVALID,
+        return bx_set_error(BX_ERR_INVALID,
                          "%s: the checkpoint records %d param groups for optimizer %d but configure_optimizers made %d",
                          who, want, opt_idx, have);
     bx_named_tensors *np = bx_module_named_parameters(root);
@@ -408,13 +407,13 @@ static bx_status restore_groups(const ft *f, bx_module *root, bx_optimizer *opt,
         const bx_state *d = bx_state_at(list, (size_t)g);
         const bx_state *names = bx_state_typeof(d) == BX_STATE_DICT ? bx_state_get(d, "params") : NULL;
         if (!names || bx_state_typeof(names) != BX_STATE_LIST) {
-            s = bx__error(BX_ERR_FORMAT, "%s: checkpoint param group %d of optimizer %d has no 'params' list", who, g,
+            s = bx_set_error(BX_ERR_FORMAT, "%s: checkpoint param group %d of optimizer %d has no 'params' list", who, g,
                           opt_idx);
             break;
         }
         int n = (int)bx_state_len(names);
-        bx__free(ps);
-        ps = bx__malloc((size_t)(n ? n : 1) * sizeof *ps);
+        bx_free(ps);
+        ps = bx_malloc((size_t)(n ? n : 1) * sizeof *ps);
         if (!ps) {
             s = BX_ERR_NOMEM;
             break;
@@ -424,7 +423,7 @@ static bx_status restore_groups(const ft *f, bx_module *root, bx_optimizer *opt,
             const char *name = bx_state_typeof(nm) == BX_STATE_STRING ? bx_state_get_string(nm) : NULL;
             ps[i] = name ? bx_named_tensors_get(np, name) : NULL;
             if (!ps[i])
-                s = bx__error(BX_ERR_NOT_FOUND, "%s: checkpoint param group %d of optimizer %d names parameter '%s', "
+                s = bx_set_error(BX_ERR_NOT_FOUND, "%s: checkpoint param group %d of optimizer %d names parameter '%s', "
                               "which the model does not have", who, g, opt_idx, name ? name : "?");
         }
         if (s != BX_OK) break;
@@ -432,7 +431,7 @@ static bx_status restore_groups(const ft *f, bx_module *root, bx_optimizer *opt,
             bool same = bx_optimizer_group_num_params(opt, g) == n;
             for (int i = 0; same && i < n; i++) same = bx_optimizer_group_param(opt, g, i) == ps[i];
             if (!same)
-                s = bx__error(BX_ERR_INVALID,
+                s = bx_set_error(BX_ERR_INVALID,
                               "%s: optimizer %d param group %d from configure_optimizers differs from the checkpoint's "
                               "(build the optimizer from the parameters that require grad after freeze_before_training)",
                               who, opt_idx, g);
@@ -446,7 +445,7 @@ static bx_status restore_groups(const ft *f, bx_module *root, bx_optimizer *opt,
         s = bx_optimizer_add_group(opt, ps, n, &go);
         if (s == BX_OK) s = apply_group_keys(f, opt, opt_idx, g, d);
     }
-    bx__free(ps);
+    bx_free(ps);
     bx_named_tensors_free(np);
     return s;
 }
@@ -483,14 +482,14 @@ static bx_status f_load_state_dict(void *self, bx_trainer *tr, const bx_state *s
     (void)tr;
     ft *f = self;
     if (bx_state_typeof(state) != BX_STATE_DICT)
-        return bx__error(BX_ERR_FORMAT, "%s: checkpoint state is not a dict", f->ops->name);
+        return bx_set_error(BX_ERR_FORMAT, "%s: checkpoint state is not a dict", f->ops->name);
     const bx_state *m = bx_state_get(state, "internal_optimizer_metadata");
     /* checkpoints before Lightning #11887 hold the metadata as the whole state */
     bx_state *copy = bx_state_copy(m ? m : state);
     if (!copy) return BX_ERR_NOMEM;
     if (bx_state_typeof(copy) != BX_STATE_DICT) {
         bx_state_free(copy);
-        return bx__error(BX_ERR_FORMAT, "%s: checkpoint internal_optimizer_metadata is not a dict", f->ops->name);
+        return bx_set_error(BX_ERR_FORMAT, "%s: checkpoint internal_optimizer_metadata is not a dict", f->ops->name);
     }
     bx_state_free(f->meta);
     f->meta = copy;
@@ -503,22 +502,22 @@ static void f_destroy(void *self) {
     if (!f) return;
     bx_state_free(f->meta);
     if (f->ops->destroy) f->ops->destroy(f->self);
-    bx__free(f);
+    bx_free(f);
 }
 
 bx_callback *bx_finetuning_new(const bx_finetuning_ops *ops, void *self) {
     if (!ops || !ops->name || !ops->name[0] || !ops->freeze_before_training || !ops->finetune_function) {
-        bx__error(BX_ERR_INVALID, "BaseFinetuning: ops need a name, freeze_before_training and finetune_function");
+        bx_set_error(BX_ERR_INVALID, "BaseFinetuning: ops need a name, freeze_before_training and finetune_function");
         if (ops && ops->destroy) ops->destroy(self);
         return NULL;
     }
-    ft *f = bx__calloc(sizeof *f);
+    ft *f = bx_calloc(sizeof *f);
     bx_state *meta = bx_state_dict();
     if (!f || !meta) {
-        bx__free(f);
+        bx_free(f);
         bx_state_free(meta);
         if (ops->destroy) ops->destroy(self);
-        bx__error(BX_ERR_NOMEM, "%s: out of memory", ops->name);
+        bx_set_error(BX_ERR_NOMEM, "%s: out of memory", ops->name);
         return NULL;
     }
     f->ops = ops;

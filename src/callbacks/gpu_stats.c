@@ -17,7 +17,6 @@
  * gives 0.0, as Lightning parses nvidia-smi's "[N/A]". NVML is shut down at
  * train end, on exception and when the callback is freed. */
 #include "blixt/gpu_stats.h"
-#include "core/core_int.h"
 
 #include <ctype.h>
 #include <dlfcn.h>
@@ -101,21 +100,21 @@ static const char *nvml_err(const gsm *g, nvml_return r) {
 
 static void free_names(char **names, int n) {
     if (!names) return;
-    for (int i = 0; i < n; i++) bx__free(names[i]);
-    bx__free(names);
+    for (int i = 0; i < n; i++) bx_free(names[i]);
+    bx_free(names);
 }
 
 /* Undoes on_train_start: NVML shut down, handles and record buffers freed. */
 static void release(gsm *g) {
     if (g->nvml_up) g->api.shutdown();
     g->nvml_up = false;
-    bx__free(g->handles);
+    bx_free(g->handles);
     g->handles = NULL;
     free_names(g->start_names, g->nstart);
     free_names(g->end_names, g->nend);
     g->start_names = g->end_names = NULL;
-    bx__free(g->start_vals);
-    bx__free(g->end_vals);
+    bx_free(g->start_vals);
+    bx_free(g->end_vals);
     g->start_vals = g->end_vals = NULL;
     g->nstart = g->nend = 0;
 }
@@ -147,7 +146,7 @@ static bx_status open_device(gsm *g, int id, unsigned int count, nvml_device *ou
             p = e + 1;
         }
         if (!ent[0])
-            return bx__error(BX_ERR_INVALID,
+            return bx_set_error(BX_ERR_INVALID,
                              "GPUStatsMonitor: device %d is not in CUDA_VISIBLE_DEVICES='%s' (%d visible)", id, cvd,
                              nvis);
     } else {
@@ -158,19 +157,19 @@ static bx_status open_device(gsm *g, int id, unsigned int count, nvml_device *ou
     long idx = strtol(ent, &end, 10);
     if (*end == '\0' && end != ent) {
         if (idx < 0 || (unsigned long)idx >= count)
-            return bx__error(BX_ERR_BACKEND,
+            return bx_set_error(BX_ERR_BACKEND,
                              "GPUStatsMonitor: device %d maps to NVML device %ld but NVML sees %u device(s)", id, idx,
                              count);
         r = g->api.by_index((unsigned int)idx, out);
     } else {
         if (!g->api.by_uuid)
-            return bx__error(BX_ERR_UNSUPPORTED,
+            return bx_set_error(BX_ERR_UNSUPPORTED,
                              "GPUStatsMonitor: device %d maps to '%s' but this NVML has no nvmlDeviceGetHandleByUUID",
                              id, ent);
         r = g->api.by_uuid(ent, out);
     }
     if (r != NVML_SUCCESS)
-        return bx__error(BX_ERR_BACKEND, "GPUStatsMonitor: cannot open NVML device '%s' (device %d): %s", ent, id,
+        return bx_set_error(BX_ERR_BACKEND, "GPUStatsMonitor: cannot open NVML device '%s' (device %d): %s", ent, id,
                          nvml_err(g, r));
     return BX_OK;
 }
@@ -179,7 +178,7 @@ static bx_status open_device(gsm *g, int id, unsigned int count, nvml_device *ou
 static char *key_name(int id, query q) {
     char buf[96];
     snprintf(buf, sizeof buf, "gpu_id: %d/%s (%s)", id, QUERY_KEY[q], QUERY_UNIT[q]);
-    return bx__strdup(buf);
+    return bx_strdup(buf);
 }
 
 /* names[]: for each device the queries qs in order, then `extra` (NULL: none). */
@@ -188,11 +187,11 @@ static bx_status build_names(const gsm *g, const query *const qs[2], const int n
     int n = 0;
     for (int d = 0; d < g->nids; d++) n += nq[0] + nq[1];
     n += extra != NULL;
-    char **names = bx__calloc(sizeof(char *) * (size_t)(n ? n : 1));
-    double *vals = bx__calloc(sizeof(double) * (size_t)(n ? n : 1));
+    char **names = bx_calloc(sizeof(char *) * (size_t)(n ? n : 1));
+    double *vals = bx_calloc(sizeof(double) * (size_t)(n ? n : 1));
     if (!names || !vals) {
-        bx__free(names);
-        bx__free(vals);
+        bx_free(names);
+        bx_free(vals);
         return BX_ERR_NOMEM;
     }
     *names_out = names;
@@ -203,7 +202,7 @@ static bx_status build_names(const gsm *g, const query *const qs[2], const int n
         for (int s = 0; s < 2; s++)
             for (int j = 0; j < nq[s]; j++)
                 if (!(names[k++] = key_name(g->ids[d], qs[s][j]))) return BX_ERR_NOMEM;
-    if (extra && !(names[k] = bx__strdup(extra))) return BX_ERR_NOMEM;
+    if (extra && !(names[k] = bx_strdup(extra))) return BX_ERR_NOMEM;
     return BX_OK;
 }
 
@@ -212,11 +211,11 @@ static bx_status gsm_train_start(void *self, bx_trainer *tr) {
     gsm *g = self;
     release(g);
     if (bx_trainer_num_loggers(tr) == 0)
-        return bx__error(BX_ERR_STATE, "GPUStatsMonitor: Cannot use GPUStatsMonitor callback with Trainer that has "
+        return bx_set_error(BX_ERR_STATE, "GPUStatsMonitor: Cannot use GPUStatsMonitor callback with Trainer that has "
                                        "no logger.");
     nvml_return r = g->api.init();
     if (r != NVML_SUCCESS)
-        return bx__error(BX_ERR_BACKEND,
+        return bx_set_error(BX_ERR_BACKEND,
                          "GPUStatsMonitor: NVML (%s) cannot be initialised: %s. You are using GPUStatsMonitor but "
                          "are not running on an NVIDIA GPU with its driver loaded.",
                          g->path, nvml_err(g, r));
@@ -225,10 +224,10 @@ static bx_status gsm_train_start(void *self, bx_trainer *tr) {
     r = g->api.count(&count);
     bx_status s = BX_OK;
     if (r != NVML_SUCCESS) {
-        s = bx__error(BX_ERR_BACKEND, "GPUStatsMonitor: nvmlDeviceGetCount_v2 failed: %s", nvml_err(g, r));
+        s = bx_set_error(BX_ERR_BACKEND, "GPUStatsMonitor: nvmlDeviceGetCount_v2 failed: %s", nvml_err(g, r));
         goto fail;
     }
-    g->handles = bx__calloc(sizeof(nvml_device) * (size_t)g->nids);
+    g->handles = bx_calloc(sizeof(nvml_device) * (size_t)g->nids);
     if (!g->handles) {
         s = BX_ERR_NOMEM;
         goto fail;
@@ -310,7 +309,7 @@ static bx_status query_value(const gsm *g, int d, query q, double *out) {
         return BX_OK;
     }
     if (r == NVML_ERROR_GPU_IS_LOST || r == NVML_ERROR_UNINITIALIZED)
-        return bx__error(BX_ERR_BACKEND, "GPUStatsMonitor: NVML query %s on device %d failed: %s", QUERY_KEY[q],
+        return bx_set_error(BX_ERR_BACKEND, "GPUStatsMonitor: NVML query %s on device %d failed: %s", QUERY_KEY[q],
                          g->ids[d], nvml_err(g, r));
     return BX_OK;
 }
@@ -370,9 +369,9 @@ static void gsm_destroy(void *self) {
     if (!g) return;
     release(g);
     if (g->api.lib) dlclose(g->api.lib);
-    bx__free(g->ids);
-    bx__free(g->path);
-    bx__free(g);
+    bx_free(g->ids);
+    bx_free(g->path);
+    bx_free(g);
 }
 
 static const bx_callback_ops GSM_OPS = {
@@ -406,7 +405,7 @@ static bx_status load_nvml(gsm *g) {
     g->api.lib = dlopen(g->path, RTLD_NOW | RTLD_LOCAL);
     if (!g->api.lib) {
         const char *e = dlerror();
-        return bx__error(BX_ERR_UNSUPPORTED, "GPUStatsMonitor: NVML (%s) cannot be loaded: %s", g->path,
+        return bx_set_error(BX_ERR_UNSUPPORTED, "GPUStatsMonitor: NVML (%s) cannot be loaded: %s", g->path,
                          e ? e : "dlopen failed");
     }
     static const char *const NAMES[] = {"nvmlInit_v2",
@@ -425,7 +424,7 @@ static bx_status load_nvml(gsm *g) {
                       sizeof g->api.fan, sizeof g->api.temp, sizeof g->api.errstr};
     for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
         if (!sym(g->api.lib, NAMES[i], slots[i], sizes[i]))
-            return bx__error(BX_ERR_UNSUPPORTED, "GPUStatsMonitor: NVML (%s) cannot be loaded: %s is missing", g->path,
+            return bx_set_error(BX_ERR_UNSUPPORTED, "GPUStatsMonitor: NVML (%s) cannot be loaded: %s is missing", g->path,
                              NAMES[i]);
     sym(g->api.lib, "nvmlDeviceGetHandleByUUID", &g->api.by_uuid, sizeof g->api.by_uuid); /* optional */
     return BX_OK;
@@ -436,14 +435,14 @@ bx_callback *bx_gpu_stats_monitor_new(const bx_gpu_stats_monitor_opts *o) {
     if (!o) o = &def;
     for (int i = 0; i < o->num_device_ids; i++)
         if (o->device_ids && o->device_ids[i] < 0) {
-            bx__error(BX_ERR_INVALID, "GPUStatsMonitor: device id %d is negative", o->device_ids[i]);
+            bx_set_error(BX_ERR_INVALID, "GPUStatsMonitor: device id %d is negative", o->device_ids[i]);
             return NULL;
         }
-    gsm *g = bx__calloc(sizeof *g);
+    gsm *g = bx_calloc(sizeof *g);
     if (!g) return NULL;
     int n = o->device_ids && o->num_device_ids > 0 ? o->num_device_ids : 1;
-    g->ids = bx__malloc(sizeof(int) * (size_t)n);
-    g->path = bx__strdup(o->nvml_path && o->nvml_path[0] ? o->nvml_path : DEFAULT_NVML);
+    g->ids = bx_malloc(sizeof(int) * (size_t)n);
+    g->path = bx_strdup(o->nvml_path && o->nvml_path[0] ? o->nvml_path : DEFAULT_NVML);
     if (!g->ids || !g->path) {
         gsm_destroy(g);
         return NULL;

@@ -2,7 +2,6 @@
  * §4, Lightning 1.9.5): epoch -> accumulation factor, applied at
  * on_train_epoch_start (the factor of the largest epoch <= current_epoch).
  * Written against the public callback/trainer API only. */
-#include "core/core_int.h"
 
 #include <blixt/callbacks.h>
 #include <blixt/trainer.h>
@@ -34,7 +33,7 @@ static bx_status gas_setup(void *self, bx_trainer *tr, bx_stage stage) {
     if (stage != BX_STAGE_FIT) return BX_OK;
     int64_t cur = bx_trainer_accumulate_grad_batches(tr);
     if (cur != 1 && cur != g->last_set)
-        return bx__error(BX_ERR_INVALID,
+        return bx_set_error(BX_ERR_INVALID,
                          "You set both `Trainer(accumulate_grad_batches=%lld)` and passed a "
                          "`GradientAccumulationScheduler` callback. Please use only one of them.",
                          (long long)cur);
@@ -65,9 +64,9 @@ static bx_status gas_epoch_start(void *self, bx_trainer *tr) {
 
 static void gas_destroy(void *self) {
     gas *g = self;
-    bx__free(g->epochs);
-    bx__free(g->factors);
-    bx__free(g);
+    bx_free(g->epochs);
+    bx_free(g->factors);
+    bx_free(g);
 }
 
 static const bx_callback_ops GAS_OPS = {
@@ -80,32 +79,32 @@ static const bx_callback_ops GAS_OPS = {
 
 bx_callback *bx_grad_accum_scheduler_new(const int64_t *epochs, const int64_t *factors, int n) {
     if (n <= 0 || !epochs || !factors) {
-        bx__error(BX_ERR_INVALID, "GradientAccumulationScheduler: empty scheduling cannot be interpreted");
+        bx_set_error(BX_ERR_INVALID, "GradientAccumulationScheduler: empty scheduling cannot be interpreted");
         return NULL;
     }
     bool has0 = false;
     for (int i = 0; i < n; i++) {
         if (epochs[i] < 0) {
-            bx__error(BX_ERR_INVALID, "GradientAccumulationScheduler: epoch should be an int greater than or equal "
+            bx_set_error(BX_ERR_INVALID, "GradientAccumulationScheduler: epoch should be an int greater than or equal "
                                       "to 0 (got %lld)", (long long)epochs[i]);
             return NULL;
         }
         if (factors[i] < 1) {
-            bx__error(BX_ERR_INVALID, "GradientAccumulationScheduler: accumulation factor should be an int greater "
+            bx_set_error(BX_ERR_INVALID, "GradientAccumulationScheduler: accumulation factor should be an int greater "
                                       "than 0 (got %lld for epoch %lld)", (long long)factors[i], (long long)epochs[i]);
             return NULL;
         }
         for (int j = 0; j < i; j++)
             if (epochs[j] == epochs[i]) {
-                bx__error(BX_ERR_INVALID, "GradientAccumulationScheduler: epoch %lld given twice", (long long)epochs[i]);
+                bx_set_error(BX_ERR_INVALID, "GradientAccumulationScheduler: epoch %lld given twice", (long long)epochs[i]);
                 return NULL;
             }
         has0 = has0 || epochs[i] == 0;
     }
-    gas *g = bx__calloc(sizeof *g);
+    gas *g = bx_calloc(sizeof *g);
     int cap = n + 1;
-    if (!g || !(g->epochs = bx__calloc((size_t)cap * sizeof(int64_t))) ||
-        !(g->factors = bx__calloc((size_t)cap * sizeof(int64_t)))) {
+    if (!g || !(g->epochs = bx_calloc((size_t)cap * sizeof(int64_t))) ||
+        !(g->factors = bx_calloc((size_t)cap * sizeof(int64_t)))) {
         if (g) gas_destroy(g);
         return NULL;
     }

@@ -2,7 +2,6 @@
  * are user functions plus a user pointer. Every hook of callback.h is
  * forwarded (trampolines generated from the bx_callback_ops table); a NULL
  * hook is a no-op. Written against the public callback API only. */
-#include "core/core_int.h"
 
 #include <blixt/callbacks.h>
 
@@ -213,7 +212,7 @@ static bx_status l_on_load_checkpoint(void *self, bx_trainer *tr, const bx_state
 static void l_destroy(void *self) {
     lam *l = self;
     if (l->h.destroy) l->h.destroy(l->ud);
-    bx__free(l);
+    bx_free(l);
 }
 
 static const bx_callback_ops LAMBDA_OPS = {
@@ -261,7 +260,7 @@ static const bx_callback_ops LAMBDA_OPS = {
 };
 
 bx_callback *bx_lambda_callback_new(const bx_callback_ops *hooks, void *ud) {
-    lam *l = bx__calloc(sizeof *l);
+    lam *l = bx_calloc(sizeof *l);
     if (!l) {
         if (hooks && hooks->destroy) hooks->destroy(ud);
         return NULL;

@@ -19,7 +19,6 @@
  *    "base/pg1" (at the end of the key order, like Python's dict pop+set).
  *
  * Written against the public callback/trainer API only. */
-#include "core/core_int.h"
 
 #include <blixt/callbacks.h>
 #include <blixt/trainer.h>
@@ -74,14 +73,14 @@ static int key_find(const lrm *m, const char *name) {
 static bx_status key_add(lrm *m, const char *name) {
     if (m->nkeys == m->capk) {
         int cap = m->capk ? 2 * m->capk : 8;
-        lr_key *k = bx__realloc(m->keys, (size_t)cap * sizeof *k);
+        lr_key *k = bx_realloc(m->keys, (size_t)cap * sizeof *k);
         if (!k) return BX_ERR_NOMEM;
         m->keys = k;
         m->capk = cap;
     }
     lr_key *k = &m->keys[m->nkeys];
     memset(k, 0, sizeof *k);
-    if (!(k->name = bx__strdup(name))) return BX_ERR_NOMEM;
+    if (!(k->name = bx_strdup(name))) return BX_ERR_NOMEM;
     m->nkeys++;
     return BX_OK;
 }
@@ -89,7 +88,7 @@ static bx_status key_add(lrm *m, const char *name) {
 static bx_status key_push(lr_key *k, double v) {
     if (k->n == k->cap) {
         int64_t cap = k->cap ? 2 * k->cap : 16;
-        double *nv = bx__realloc(k->v, (size_t)cap * sizeof *nv);
+        double *nv = bx_realloc(k->v, (size_t)cap * sizeof *nv);
         if (!nv) return BX_ERR_NOMEM;
         k->v = nv;
         k->cap = cap;
@@ -107,13 +106,13 @@ static bx_status mom_set(lrm *m, const char *name, bool has, double v) {
         }
     if (m->nmoms == m->capm) {
         int cap = m->capm ? 2 * m->capm : 8;
-        mom_key *k = bx__realloc(m->moms, (size_t)cap * sizeof *k);
+        mom_key *k = bx_realloc(m->moms, (size_t)cap * sizeof *k);
         if (!k) return BX_ERR_NOMEM;
         m->moms = k;
         m->capm = cap;
     }
     mom_key *k = &m->moms[m->nmoms];
-    if (!(k->name = bx__strdup(name))) return BX_ERR_NOMEM;
+    if (!(k->name = bx_strdup(name))) return BX_ERR_NOMEM;
     k->has = has;
     k->v = v;
     m->nmoms++;
@@ -122,23 +121,23 @@ static bx_status mom_set(lrm *m, const char *name, bool has, double v) {
 
 static void clear_all(lrm *m) {
     for (int i = 0; i < m->nkeys; i++) {
-        bx__free(m->keys[i].name);
-        bx__free(m->keys[i].v);
+        bx_free(m->keys[i].name);
+        bx_free(m->keys[i].v);
     }
-    for (int i = 0; i < m->nmoms; i++) bx__free(m->moms[i].name);
+    for (int i = 0; i < m->nmoms; i++) bx_free(m->moms[i].name);
     m->nkeys = m->nmoms = 0;
 }
 
 static bx_status rec_add(lrm *m, const char *name, double v) {
     if (m->nrec == m->caprec) {
         int cap = m->caprec ? 2 * m->caprec : 8;
-        void *a = bx__realloc(m->rec_names, (size_t)cap * sizeof *m->rec_names);
+        void *a = bx_realloc(m->rec_names, (size_t)cap * sizeof *m->rec_names);
         if (!a) return BX_ERR_NOMEM;
         m->rec_names = a;
-        double *b = bx__realloc(m->rec_vals, (size_t)cap * sizeof *b);
+        double *b = bx_realloc(m->rec_vals, (size_t)cap * sizeof *b);
         if (!b) return BX_ERR_NOMEM;
         m->rec_vals = b;
-        const char **c = bx__realloc(m->rec_ptrs, (size_t)cap * sizeof *c);
+        const char **c = bx_realloc(m->rec_ptrs, (size_t)cap * sizeof *c);
         if (!c) return BX_ERR_NOMEM;
         m->rec_ptrs = c;
         m->caprec = cap;
@@ -180,10 +179,10 @@ typedef struct names_ctx {
 } names_ctx;
 
 static void names_free(names_ctx *c) {
-    for (int i = 0; i < c->cap; i++) bx__free(c->v[i].names);
-    bx__free(c->v);
-    bx__free(c->seen);
-    bx__free(c->types);
+    for (int i = 0; i < c->cap; i++) bx_free(c->v[i].names);
+    bx_free(c->v);
+    bx_free(c->seen);
+    bx_free(c->types);
     memset(c, 0, sizeof *c);
 }
 
@@ -210,7 +209,7 @@ static bx_status add_named(names_ctx *c, bx_optimizer *opt, const char *base, in
             if (!na) snprintf(a, sizeof a, "pg%d", i + 1), na = a;
             if (!nb) snprintf(b, sizeof b, "pg%d", j + 1), nb = b;
             if (!strcmp(na, nb))
-                return bx__error(BX_ERR_INVALID,
+                return bx_set_error(BX_ERR_INVALID,
                                  "LearningRateMonitor: a single optimizer cannot have multiple parameter groups "
                                  "with identical `name` values. %s has duplicated parameter group names {'%s'}",
                                  base, na);
@@ -224,7 +223,7 @@ static bx_status add_named(names_ctx *c, bx_optimizer *opt, const char *base, in
     no->sched = sched;
     no->ngroups = ng;
     if (no->namecap < ng) {
-        void *nn = bx__realloc(no->names, (size_t)ng * sizeof *no->names);
+        void *nn = bx_realloc(no->names, (size_t)ng * sizeof *no->names);
         if (!nn) return BX_ERR_NOMEM;
         no->names = nn;
         no->namecap = ng;
@@ -248,14 +247,14 @@ static bx_status find_names(const bx_trainer *tr, names_ctx *c) {
     int ns = bx_trainer_num_schedulers(tr), no = bx_trainer_num_optimizers(tr);
     int tot = ns + no + 1;
     if (tot > c->cap) {
-        named_opt *v = bx__realloc(c->v, (size_t)tot * sizeof *v);
+        named_opt *v = bx_realloc(c->v, (size_t)tot * sizeof *v);
         if (!v) return BX_ERR_NOMEM;
         memset(v + c->cap, 0, (size_t)(tot - c->cap) * sizeof *v);
         c->v = v;
-        bx_optimizer **seen = bx__realloc(c->seen, (size_t)tot * sizeof *seen);
+        bx_optimizer **seen = bx_realloc(c->seen, (size_t)tot * sizeof *seen);
         if (!seen) return BX_ERR_NOMEM;
         c->seen = seen;
-        type_count *types = bx__realloc(c->types, (size_t)tot * sizeof *types);
+        type_count *types = bx_realloc(c->types, (size_t)tot * sizeof *types);
         if (!types) return BX_ERR_NOMEM;
         c->types = types;
         c->cap = tot;
@@ -310,14 +309,14 @@ static bx_status remap_keys(lrm *m, const names_ctx *c) {
                     m->nkeys--;
                     int dup = key_find(m, nn);
                     if (dup >= 0) {
-                        bx__free(m->keys[dup].name);
-                        bx__free(m->keys[dup].v);
+                        bx_free(m->keys[dup].name);
+                        bx_free(m->keys[dup].v);
                         memmove(&m->keys[dup], &m->keys[dup + 1], (size_t)(m->nkeys - dup - 1) * sizeof *m->keys);
                         m->nkeys--;
                     }
-                    char *nm = bx__strdup(nn);
+                    char *nm = bx_strdup(nn);
                     if (!nm) return BX_ERR_NOMEM;
-                    bx__free(k.name);
+                    bx_free(k.name);
                     k.name = nm;
                     m->keys[m->nkeys++] = k; /* capacity: one slot was just freed */
                     continue;
@@ -382,7 +381,7 @@ static bx_status extract_and_log(lrm *m, bx_trainer *tr, int interval) {
 static bx_status lrm_train_start(void *self, bx_trainer *tr) {
     lrm *m = self;
     if (bx_trainer_num_loggers(tr) == 0)
-        return bx__error(BX_ERR_INVALID, "Cannot use `LearningRateMonitor` callback with `Trainer` that has no logger.");
+        return bx_set_error(BX_ERR_INVALID, "Cannot use `LearningRateMonitor` callback with `Trainer` that has no logger.");
     int ns = bx_trainer_num_schedulers(tr), no = bx_trainer_num_optimizers(tr);
     if (m->log_momentum) {
         /* warn when some monitored optimizer has neither momentum nor betas */
@@ -435,14 +434,14 @@ static bx_status lrm_epoch_start(void *self, bx_trainer *tr) {
 static void lrm_destroy(void *self) {
     lrm *m = self;
     clear_all(m);
-    bx__free(m->keys);
-    bx__free(m->moms);
-    bx__free(m->rec_names);
-    bx__free(m->rec_ptrs);
-    bx__free(m->rec_vals);
+    bx_free(m->keys);
+    bx_free(m->moms);
+    bx_free(m->rec_names);
+    bx_free(m->rec_ptrs);
+    bx_free(m->rec_vals);
     if (m->names) names_free(m->names);
-    bx__free(m->names);
-    bx__free(m);
+    bx_free(m->names);
+    bx_free(m);
 }
 
 static const bx_callback_ops LRM_OPS = {
@@ -461,15 +460,15 @@ bx_callback *bx_lr_monitor_new(const bx_lr_monitor_opts *o) {
         if (!strcmp(o->logging_interval, "step")) interval = 1;
         else if (!strcmp(o->logging_interval, "epoch")) interval = 2;
         else {
-            bx__error(BX_ERR_INVALID, "LearningRateMonitor: logging_interval should be `step` or `epoch` or `None` but got `%s`",
+            bx_set_error(BX_ERR_INVALID, "LearningRateMonitor: logging_interval should be `step` or `epoch` or `None` but got `%s`",
                       o->logging_interval);
             return NULL;
         }
     }
-    lrm *m = bx__calloc(sizeof *m);
+    lrm *m = bx_calloc(sizeof *m);
     if (!m) return NULL;
-    if (!(m->names = bx__calloc(sizeof *m->names))) {
-        bx__free(m);
+    if (!(m->names = bx_calloc(sizeof *m->names))) {
+        bx_free(m);
         return NULL;
     }
     m->interval = interval;

@@ -16,7 +16,6 @@
  * (checkpoint_name.c) with -v1, -v2, ... when the file exists. save_last
  * writes a full second checkpoint dirpath/last.ckpt. */
 #include "callbacks_int.h"
-#include "core/core_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -63,9 +62,9 @@ static double now_s(void) {
 }
 
 static bx_status set_str(char **dst, const char *src) {
-    char *c = bx__strdup(src ? src : "");
+    char *c = bx_strdup(src ? src : "");
     if (!c) return BX_ERR_NOMEM;
-    bx__free(*dst);
+    bx_free(*dst);
     *dst = c;
     return BX_OK;
 }
@@ -99,7 +98,7 @@ static void mc_key(void *self, char *buf, size_t n) {
 /* ---- files ---------------------------------------------------------------------------- */
 static bx_status mkdirs_for(const char *path) {
     char tmp[MC_PATH];
-    bx__strlcpy(tmp, path, sizeof tmp);
+    snprintf(tmp, sizeof tmp, "%s", path);
     char *slash = strrchr(tmp, '/');
     if (!slash || slash == tmp) return BX_OK;
     *slash = '\0';
@@ -107,11 +106,11 @@ static bx_status mkdirs_for(const char *path) {
         if (*p == '/') {
             *p = '\0';
             if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-                return bx__error(BX_ERR_IO, "ModelCheckpoint: cannot create directory '%s': %s", tmp, strerror(errno));
+                return bx_set_error(BX_ERR_IO, "ModelCheckpoint: cannot create directory '%s': %s", tmp, strerror(errno));
             *p = '/';
         }
     if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
-        return bx__error(BX_ERR_IO, "ModelCheckpoint: cannot create directory '%s': %s", tmp, strerror(errno));
+        return bx_set_error(BX_ERR_IO, "ModelCheckpoint: cannot create directory '%s': %s", tmp, strerror(errno));
     return BX_OK;
 }
 
@@ -133,7 +132,7 @@ typedef struct cands {
 
 static bx_status get_cands(const bx_trainer *tr, cands *c) {
     int n = bx_trainer_metrics_count(tr, BX_CALLBACK_METRICS);
-    c->m = bx__calloc(((size_t)n + 2) * sizeof *c->m);
+    c->m = bx_calloc(((size_t)n + 2) * sizeof *c->m);
     if (!c->m) return BX_ERR_NOMEM;
     c->n = 0;
     bool has_epoch = false, has_step = false;
@@ -204,7 +203,7 @@ static int bk_find(const mc *m, const char *path) {
 }
 
 static void bk_remove(mc *m, int i) {
-    bx__free(m->bk[i].path);
+    bx_free(m->bk[i].path);
     memmove(&m->bk[i], &m->bk[i + 1], (size_t)(m->nbk - i - 1) * sizeof *m->bk);
     m->nbk--;
 }
@@ -217,19 +216,19 @@ static bx_status bk_set(mc *m, const char *path, double score) {
     }
     if (m->nbk == m->capbk) {
         int cap = m->capbk ? m->capbk * 2 : 8;
-        bk_entry *nb = bx__realloc(m->bk, (size_t)cap * sizeof *nb);
+        bk_entry *nb = bx_realloc(m->bk, (size_t)cap * sizeof *nb);
         if (!nb) return BX_ERR_NOMEM;
         m->bk = nb;
         m->capbk = cap;
     }
-    char *p = bx__strdup(path);
+    char *p = bx_strdup(path);
     if (!p) return BX_ERR_NOMEM;
     m->bk[m->nbk++] = (bk_entry){p, score};
     return BX_OK;
 }
 
 static void bk_clear(mc *m) {
-    for (int i = 0; i < m->nbk; i++) bx__free(m->bk[i].path);
+    for (int i = 0; i < m->nbk; i++) bx_free(m->bk[i].path);
     m->nbk = 0;
 }
 
@@ -257,7 +256,7 @@ static bx_status update_best_and_save(mc *m, bx_trainer *tr, const cands *c, dou
     char del[MC_PATH] = "";
     bool has_del = false;
     if (m->nbk == k && k > 0) {
-        bx__strlcpy(del, m->kth_best_model_path, sizeof del);
+        snprintf(del, sizeof del, "%s", m->kth_best_model_path);
         has_del = true;
         int i = bk_find(m, del);
         if (i >= 0) bk_remove(m, i);
@@ -298,7 +297,7 @@ static bx_status save_topk(mc *m, bx_trainer *tr, const cands *c) {
                 kl += (size_t)w;
             }
             if (m->val_has_run)
-                return bx__error(BX_ERR_NOT_FOUND,
+                return bx_set_error(BX_ERR_NOT_FOUND,
                                  "`ModelCheckpoint(monitor='%s')` could not find the monitored key in the returned "
                                  "metrics: [%s]. HINT: Did you call `log('%s', value)` in the `LightningModule`?",
                                  m->monitor, keys, m->monitor);
@@ -316,7 +315,7 @@ static bx_status save_topk(mc *m, bx_trainer *tr, const cands *c) {
     /* no monitor: the newest file */
     char path[MC_PATH], prev[MC_PATH];
     TRY(interpolated_path(m, c, NULL, path, sizeof path));
-    bx__strlcpy(prev, m->best_model_path, sizeof prev);
+    snprintf(prev, sizeof prev, "%s", m->best_model_path);
     TRY(set_str(&m->best_model_path, path));
     TRY(do_save(m, tr, path));
     if (m->save_top_k == 1 && prev[0] && strcmp(prev, path) != 0) remove_ckpt(prev);
@@ -327,7 +326,7 @@ static bx_status save_last(mc *m, bx_trainer *tr, const cands *c) {
     if (!m->save_last) return BX_OK;
     char path[MC_PATH], prev[MC_PATH];
     TRY(format_path(m, c, "last", -1, path, sizeof path));
-    bx__strlcpy(prev, m->last_model_path, sizeof prev);
+    snprintf(prev, sizeof prev, "%s", m->last_model_path);
     TRY(set_str(&m->last_model_path, path));
     TRY(do_save(m, tr, path));
     if (prev[0] && strcmp(prev, path) != 0) remove_ckpt(prev);
@@ -386,7 +385,7 @@ static bx_status save_both(mc *m, bx_trainer *tr, bool topk) {
     TRY(get_cands(tr, &c));
     bx_status s = topk ? save_topk(m, tr, &c) : BX_OK;
     if (s == BX_OK) s = save_last(m, tr, &c);
-    bx__free(c.m);
+    bx_free(c.m);
     return s;
 }
 
@@ -496,16 +495,16 @@ static void mc_destroy(void *self) {
     mc *m = self;
     if (!m) return;
     bk_clear(m);
-    bx__free(m->bk);
-    bx__free(m->dirpath_opt);
-    bx__free(m->filename);
-    bx__free(m->monitor);
-    bx__free(m->mode);
-    bx__free(m->dirpath);
-    bx__free(m->best_model_path);
-    bx__free(m->kth_best_model_path);
-    bx__free(m->last_model_path);
-    bx__free(m);
+    bx_free(m->bk);
+    bx_free(m->dirpath_opt);
+    bx_free(m->filename);
+    bx_free(m->monitor);
+    bx_free(m->mode);
+    bx_free(m->dirpath);
+    bx_free(m->best_model_path);
+    bx_free(m->kth_best_model_path);
+    bx_free(m->last_model_path);
+    bx_free(m);
 }
 
 static const bx_callback_ops MC_OPS = {
@@ -522,7 +521,7 @@ static const bx_callback_ops MC_OPS = {
 };
 
 static bx_callback *fail(mc *m, bx_status s, const char *fmt, long long a, long long b) {
-    if (fmt) bx__error(s, fmt, a, b);
+    if (fmt) bx_set_error(s, fmt, a, b);
     mc_destroy(m);
     return NULL;
 }
@@ -532,10 +531,10 @@ bx_callback *bx_model_checkpoint_new(const bx_model_checkpoint_opts *o) {
     if (!o) o = &def;
     const char *mode = o->mode ? o->mode : "min";
     if (strcmp(mode, "min") != 0 && strcmp(mode, "max") != 0) {
-        bx__error(BX_ERR_INVALID, "ModelCheckpoint: `mode` can be min, max but got %s", mode);
+        bx_set_error(BX_ERR_INVALID, "ModelCheckpoint: `mode` can be min, max but got %s", mode);
         return NULL;
     }
-    mc *m = bx__calloc(sizeof *m);
+    mc *m = bx_calloc(sizeof *m);
     if (!m) return NULL;
     m->max_mode = strcmp(mode, "max") == 0;
     m->verbose = o->verbose;
@@ -582,7 +581,7 @@ bx_callback *bx_model_checkpoint_new(const bx_model_checkpoint_opts *o) {
     /* the template must format (names missing from the metrics format as 0) */
     char probe[MC_PATH];
     if (bx__ckpt_format_name(m->filename, m->auto_insert, NULL, 0, probe, sizeof probe) != BX_OK) {
-        bx__error_prefix("ModelCheckpoint: bad filename template");
+        bx_error_context("ModelCheckpoint: bad filename template");
         mc_destroy(m);
         return NULL;
     }

@@ -18,7 +18,6 @@
  *  - on_train_end: with make_pruning_permanent every pruned parameter of
  *    the tree is made permanent. */
 #include "blixt/pruning.h"
-#include "core/core_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,13 +56,13 @@ static const char *const MASKS_KEY = "pruning_masks";
 
 /* ---- helpers ------------------------------------------------------------------------ */
 static void free_targets(mp *p) {
-    for (int i = 0; i < p->nt; i++) bx__free(p->t[i].module), bx__free(p->t[i].name);
-    bx__free(p->t);
+    for (int i = 0; i < p->nt; i++) bx_free(p->t[i].module), bx_free(p->t[i].name);
+    bx_free(p->t);
     p->t = NULL;
     p->nt = 0;
-    for (int i = 0; i < p->ntheta0; i++) bx_module_free(p->theta0[i]), bx__free(p->theta0_path[i]);
-    bx__free(p->theta0);
-    bx__free(p->theta0_path);
+    for (int i = 0; i < p->ntheta0; i++) bx_module_free(p->theta0[i]), bx_free(p->theta0_path[i]);
+    bx_free(p->theta0);
+    bx_free(p->theta0_path);
     p->theta0 = NULL;
     p->theta0_path = NULL;
     p->ntheta0 = 0;
@@ -74,10 +73,10 @@ static void mp_destroy(void *self) {
     mp *p = self;
     if (!p) return;
     free_targets(p);
-    for (int i = 0; i < p->ngiven; i++) bx__free((char *)p->given[i].module), bx__free((char *)p->given[i].name);
-    bx__free(p->given);
-    for (int i = 0; i < p->nnames; i++) bx__free(p->names[i]);
-    bx__free(p);
+    for (int i = 0; i < p->ngiven; i++) bx_free((char *)p->given[i].module), bx_free((char *)p->given[i].name);
+    bx_free(p->given);
+    for (int i = 0; i < p->nnames; i++) bx_free(p->names[i]);
+    bx_free(p);
 }
 
 static bool amount_is_zero(bx_prune_amount a) { return a.is_count ? a.count == 0 : a.fraction == 0.0; }
@@ -101,17 +100,17 @@ static bool is_container(const bx_module *m) {
 }
 
 static bx_status add_target(mp *p, const char *module, const char *name) {
-    mp_target *nt = bx__malloc(sizeof *nt * (size_t)(p->nt + 1));
+    mp_target *nt = bx_malloc(sizeof *nt * (size_t)(p->nt + 1));
     if (!nt) return BX_ERR_NOMEM;
     if (p->nt) memcpy(nt, p->t, sizeof *nt * (size_t)p->nt);
-    bx__free(p->t);
+    bx_free(p->t);
     p->t = nt;
     mp_target *t = &p->t[p->nt];
-    t->module = bx__strdup(module);
-    t->name = bx__strdup(name);
+    t->module = bx_strdup(module);
+    t->name = bx_strdup(name);
     t->orig_idx = -1;
     if (!t->module || !t->name) {
-        bx__free(t->module), bx__free(t->name);
+        bx_free(t->module), bx_free(t->name);
         return BX_ERR_NOMEM;
     }
     p->nt++;
@@ -122,16 +121,16 @@ static bx_status add_target(mp *p, const char *module, const char *name) {
  * a copy of every distinct target module (theta_0). */
 static bx_status resolve(mp *p, bx_module *root) {
     free_targets(p);
-    if (!root) return bx__error(BX_ERR_STATE, "ModelPruning: the trainer has no model module");
+    if (!root) return bx_set_error(BX_ERR_STATE, "ModelPruning: the trainer has no model module");
     bx_status s = BX_OK;
     if (p->ngiven > 0) {
         for (int i = 0; s == BX_OK && i < p->ngiven; i++) {
             bx_module *m = bx_module_find(root, p->given[i].module);
             if (!m)
-                s = bx__error(BX_ERR_NOT_FOUND, "ModelPruning: parameters_to_prune: module '%s' is not part of the model",
+                s = bx_set_error(BX_ERR_NOT_FOUND, "ModelPruning: parameters_to_prune: module '%s' is not part of the model",
                               p->given[i].module);
             else if (!bx_prune_param(m, p->given[i].name))
-                s = bx__error(BX_ERR_NOT_FOUND,
+                s = bx_set_error(BX_ERR_NOT_FOUND,
                               "ModelPruning: parameters_to_prune: module '%s' has no parameter '%s'",
                               p->given[i].module, p->given[i].name);
             else
@@ -154,20 +153,20 @@ static bx_status resolve(mp *p, bx_module *root) {
             int j = 0;
             while (j < p->ntheta0 && strcmp(p->theta0_path[j], p->t[i].module)) j++;
             if (j == p->ntheta0) {
-                bx_module **a = bx__malloc(sizeof *a * (size_t)(j + 1));
-                char **b = bx__malloc(sizeof *b * (size_t)(j + 1));
+                bx_module **a = bx_malloc(sizeof *a * (size_t)(j + 1));
+                char **b = bx_malloc(sizeof *b * (size_t)(j + 1));
                 if (!a || !b) {
-                    bx__free(a), bx__free(b);
+                    bx_free(a), bx_free(b);
                     s = BX_ERR_NOMEM;
                     break;
                 }
                 if (j) memcpy(a, p->theta0, sizeof *a * (size_t)j), memcpy(b, p->theta0_path, sizeof *b * (size_t)j);
-                bx__free(p->theta0), bx__free(p->theta0_path);
+                bx_free(p->theta0), bx_free(p->theta0_path);
                 p->theta0 = a, p->theta0_path = b;
                 a[j] = bx_module_clone(bx_module_find(root, p->t[i].module));
-                b[j] = bx__strdup(p->t[i].module);
+                b[j] = bx_strdup(p->t[i].module);
                 if (!a[j] || !b[j]) {
-                    bx_module_free(a[j]), bx__free(b[j]);
+                    bx_module_free(a[j]), bx_free(b[j]);
                     s = BX_ERR_NOMEM;
                     break;
                 }
@@ -230,7 +229,7 @@ static bx_status lottery_ticket(mp *p, bx_module *root) {
             bx_tensor *dst = bx_prune_param(bx_module_find(root, p->t[i].module), p->t[i].name);
             bx_tensor *v = bx_prune_param(src, p->t[i].name);
             if (!dst || !v)
-                s = bx__error(BX_ERR_STATE, "ModelPruning: lottery ticket: '%s.%s' is gone", p->t[i].module,
+                s = bx_set_error(BX_ERR_STATE, "ModelPruning: lottery ticket: '%s.%s' is gone", p->t[i].module,
                               p->t[i].name);
             else
                 s = bx_copy(dst, v);
@@ -242,15 +241,15 @@ static bx_status lottery_ticket(mp *p, bx_module *root) {
 
 bx_status bx_model_pruning_run(bx_callback *cb, bx_trainer *tr, int64_t epoch) {
     if (!cb || !tr || bx_callback_get_ops(cb)->destroy != mp_destroy)
-        return bx__error(BX_ERR_INVALID, "bx_model_pruning_run: not a ModelPruning");
+        return bx_set_error(BX_ERR_INVALID, "bx_model_pruning_run: not a ModelPruning");
     mp *p = bx_callback_self(cb);
-    if (!p->resolved) return bx__error(BX_ERR_STATE, "ModelPruning: targets not resolved (fit not started)");
+    if (!p->resolved) return bx_set_error(BX_ERR_STATE, "ModelPruning: targets not resolved (fit not started)");
     bool prune = p->o.apply_pruning_fn ? p->o.apply_pruning_fn(p->o.apply_pruning_ud, epoch) : p->o.apply_pruning;
     bx_prune_amount amount = p->o.amount_fn ? p->o.amount_fn(p->o.amount_ud, epoch) : p->o.amount;
     if (!prune || amount_is_zero(amount) || p->nt == 0) return BX_OK;
     MP_TRY(bx_prune_amount_check(amount));
     bx_module *root = bx_trainer_module(tr);
-    int64_t *buf = bx__malloc(sizeof *buf * 3 * (size_t)p->nt);
+    int64_t *buf = bx_malloc(sizeof *buf * 3 * (size_t)p->nt);
     if (!buf) return BX_ERR_NOMEM;
     int64_t *z0 = buf, *z1 = buf + p->nt, *sz = buf + 2 * p->nt;
     if (p->o.verbose) stats(p, root, z0, sz);
@@ -262,27 +261,27 @@ bx_status bx_model_pruning_run(bx_callback *cb, bx_trainer *tr, int64_t epoch) {
     po.rng = &p->rng;
     bx_status s = BX_OK;
     if (p->o.use_global_unstructured) {
-        bx_prune_target *tg = bx__malloc(sizeof *tg * (size_t)p->nt);
+        bx_prune_target *tg = bx_malloc(sizeof *tg * (size_t)p->nt);
         if (!tg) s = BX_ERR_NOMEM;
         for (int i = 0; s == BX_OK && i < p->nt; i++) {
             tg[i].module = bx_module_find(root, p->t[i].module);
             tg[i].name = p->t[i].name;
-            if (!tg[i].module) s = bx__error(BX_ERR_STATE, "ModelPruning: module '%s' is gone", p->t[i].module);
+            if (!tg[i].module) s = bx_set_error(BX_ERR_STATE, "ModelPruning: module '%s' is gone", p->t[i].module);
         }
         if (s == BX_OK) s = bx_prune_global(tg, p->nt, &po);
-        bx__free(tg);
+        bx_free(tg);
     } else {
         for (int i = 0; s == BX_OK && i < p->nt; i++) {
             bx_module *m = bx_module_find(root, p->t[i].module);
             s = m ? bx_prune_apply(m, p->t[i].name, &po)
-                  : bx__error(BX_ERR_STATE, "ModelPruning: module '%s' is gone", p->t[i].module);
+                  : bx_set_error(BX_ERR_STATE, "ModelPruning: module '%s' is gone", p->t[i].module);
         }
     }
     if (s == BX_OK && p->o.verbose) {
         stats(p, root, z1, sz);
         report(p, root, z0, z1, sz, amount);
     }
-    bx__free(buf);
+    bx_free(buf);
     if (s != BX_OK) return s;
     bool lth = p->o.lottery_ticket_fn ? p->o.lottery_ticket_fn(p->o.lottery_ticket_ud, epoch)
                                       : p->o.use_lottery_ticket_hypothesis;
@@ -298,7 +297,7 @@ static bx_status run_here(mp *p, bx_trainer *tr) {
         bx_callback *cb = bx_trainer_callback(tr, i);
         if (bx_callback_self(cb) == p) return bx_model_pruning_run(cb, tr, bx_trainer_current_epoch(tr));
     }
-    return bx__error(BX_ERR_STATE, "ModelPruning: not attached to the trainer");
+    return bx_set_error(BX_ERR_STATE, "ModelPruning: not attached to the trainer");
 }
 
 static bx_status mp_on_train_epoch_end(void *self, bx_trainer *tr) {
@@ -372,15 +371,15 @@ static bx_status mp_on_load_checkpoint(void *self, bx_trainer *tr, const bx_stat
 }
 
 bx_status bx_model_pruning_prepare_load(bx_module *root, const bx_state *ckpt) {
-    if (!root || !ckpt) return bx__error(BX_ERR_INVALID, "bx_model_pruning_prepare_load: NULL argument");
+    if (!root || !ckpt) return bx_set_error(BX_ERR_INVALID, "bx_model_pruning_prepare_load: NULL argument");
     const bx_state *sd = bx_state_get(ckpt, "state_dict");
     if (!sd || bx_state_typeof(sd) != BX_STATE_DICT) return BX_OK;
     size_t n = bx_state_len(sd);
-    const char **keys = bx__malloc(sizeof *keys * (n ? n : 1));
+    const char **keys = bx_malloc(sizeof *keys * (n ? n : 1));
     if (!keys) return BX_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) keys[i] = bx_state_key_at(sd, i);
     bx_status s = bx_prune_identity_from_keys(root, keys, (int)n, NULL);
-    bx__free(keys);
+    bx_free(keys);
     return s;
 }
 
@@ -413,48 +412,48 @@ const char *bx_model_pruning_target_name(const bx_callback *cb, int i) {
 }
 
 static bx_status check_opts(const bx_model_pruning_opts *o, bx_prune_method *method) {
-    if (!o->pruning_fn) return bx__error(BX_ERR_INVALID, "ModelPruning: pruning_fn is required");
+    if (!o->pruning_fn) return bx_set_error(BX_ERR_INVALID, "ModelPruning: pruning_fn is required");
     if (bx_prune_method_parse(o->pruning_fn, method) != BX_OK)
-        return bx__error(BX_ERR_INVALID,
+        return bx_set_error(BX_ERR_INVALID,
                          "ModelPruning: pruning_fn '%s' is not supported; expected one of l1_unstructured, "
                          "random_unstructured, ln_structured, random_structured",
                          o->pruning_fn);
     bool structured = bx_prune_method_is_structured(*method);
     if (o->use_global_unstructured && structured)
-        return bx__error(BX_ERR_INVALID,
+        return bx_set_error(BX_ERR_INVALID,
                          "ModelPruning: only the \"unstructured\" PRUNING_TYPE is supported with "
                          "use_global_unstructured=True; '%s' is structured",
                          o->pruning_fn);
     if (structured && o->pruning_dim == BX_PRUNING_DIM_NONE)
-        return bx__error(BX_ERR_INVALID, "ModelPruning: pruning_fn '%s' requires pruning_dim", o->pruning_fn);
+        return bx_set_error(BX_ERR_INVALID, "ModelPruning: pruning_fn '%s' requires pruning_dim", o->pruning_fn);
     if (*method == BX_PRUNE_LN_STRUCTURED && isnan(o->pruning_norm))
-        return bx__error(BX_ERR_INVALID, "ModelPruning: pruning_fn 'ln_structured' requires pruning_norm");
+        return bx_set_error(BX_ERR_INVALID, "ModelPruning: pruning_fn 'ln_structured' requires pruning_norm");
     if (!o->amount_fn && bx_prune_amount_check(o->amount) != BX_OK)
-        return bx__error(BX_ERR_INVALID, "ModelPruning: amount must be a count >= 0 or a fraction in [0, 1]");
+        return bx_set_error(BX_ERR_INVALID, "ModelPruning: amount must be a count >= 0 or a fraction in [0, 1]");
     if (o->verbose < 0 || o->verbose > 2)
-        return bx__error(BX_ERR_INVALID, "ModelPruning: verbose = %d, expected 0, 1 or 2", o->verbose);
+        return bx_set_error(BX_ERR_INVALID, "ModelPruning: verbose = %d, expected 0, 1 or 2", o->verbose);
     for (int i = 0; i < o->num_parameter_names; i++)
         if (!o->parameter_names || !o->parameter_names[i] ||
             (strcmp(o->parameter_names[i], "weight") && strcmp(o->parameter_names[i], "bias")))
-            return bx__error(BX_ERR_INVALID,
+            return bx_set_error(BX_ERR_INVALID,
                              "ModelPruning: parameter_names may only contain 'weight' and 'bias', got '%s'",
                              o->parameter_names && o->parameter_names[i] ? o->parameter_names[i] : "(null)");
     if (o->num_parameters_to_prune < 0 || (o->num_parameters_to_prune > 0 && !o->parameters_to_prune))
-        return bx__error(BX_ERR_INVALID, "ModelPruning: bad parameters_to_prune list");
+        return bx_set_error(BX_ERR_INVALID, "ModelPruning: bad parameters_to_prune list");
     for (int i = 0; i < o->num_parameters_to_prune; i++)
         if (!o->parameters_to_prune[i].module || !o->parameters_to_prune[i].name)
-            return bx__error(BX_ERR_INVALID, "ModelPruning: parameters_to_prune[%d] has a NULL module or name", i);
+            return bx_set_error(BX_ERR_INVALID, "ModelPruning: parameters_to_prune[%d] has a NULL module or name", i);
     return BX_OK;
 }
 
 bx_callback *bx_model_pruning_new(const bx_model_pruning_opts *o) {
     if (!o) {
-        bx__error(BX_ERR_INVALID, "ModelPruning: NULL options");
+        bx_set_error(BX_ERR_INVALID, "ModelPruning: NULL options");
         return NULL;
     }
     bx_prune_method method;
     if (check_opts(o, &method) != BX_OK) return NULL;
-    mp *p = bx__calloc(sizeof *p);
+    mp *p = bx_calloc(sizeof *p);
     if (!p) return NULL;
     p->o = *o;
     p->method = method;
@@ -469,15 +468,15 @@ bx_callback *bx_model_pruning_new(const bx_model_pruning_opts *o) {
         bool dup = false;
         for (int j = 0; j < p->nnames; j++) dup = dup || !strcmp(p->names[j], names[i]);
         if (dup) continue;
-        ok = (p->names[p->nnames] = bx__strdup(names[i])) != NULL;
+        ok = (p->names[p->nnames] = bx_strdup(names[i])) != NULL;
         if (ok) p->nnames++;
     }
     if (ok && o->num_parameters_to_prune > 0) {
-        p->given = bx__calloc(sizeof *p->given * (size_t)o->num_parameters_to_prune);
+        p->given = bx_calloc(sizeof *p->given * (size_t)o->num_parameters_to_prune);
         ok = p->given != NULL;
         for (int i = 0; ok && i < o->num_parameters_to_prune; i++) {
-            p->given[i].module = bx__strdup(o->parameters_to_prune[i].module);
-            p->given[i].name = bx__strdup(o->parameters_to_prune[i].name);
+            p->given[i].module = bx_strdup(o->parameters_to_prune[i].module);
+            p->given[i].name = bx_strdup(o->parameters_to_prune[i].name);
             p->ngiven++;
             ok = p->given[i].module && p->given[i].name;
         }

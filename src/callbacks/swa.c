@@ -19,7 +19,6 @@
  *     average into the model. */
 #include "blixt/swa_callback.h"
 #include "blixt/trainer.h"
-#include "core/core_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -63,7 +62,7 @@ static swa *self_of(const bx_callback *cb) {
 }
 
 static bx_status fit_error(bx_status s) {
-    bx__error_prefix("StochasticWeightAveraging");
+    bx_error_context("StochasticWeightAveraging");
     return s;
 }
 
@@ -88,13 +87,13 @@ static bx_state *avg_state(swa *w) {
 
 static bx_status load_avg_state(swa *w, const bx_state *d) {
     if (bx_state_typeof(d) != BX_STATE_DICT)
-        return bx__error(BX_ERR_FORMAT, "average_model_state is not a dict");
+        return bx_set_error(BX_ERR_FORMAT, "average_model_state is not a dict");
     bx_named_tensors *l = bx_named_tensors_new(false);
     if (!l) return BX_ERR_NOMEM;
     bx_status s = BX_OK;
     for (size_t i = 0; s == BX_OK && i < bx_state_len(d); i++) {
         const bx_tensor *t = bx_state_get_tensor(bx_state_value_at(d, i));
-        if (!t) s = bx__error(BX_ERR_FORMAT, "average_model_state['%s'] is not a tensor", bx_state_key_at(d, i));
+        if (!t) s = bx_set_error(BX_ERR_FORMAT, "average_model_state['%s'] is not a tensor", bx_state_key_at(d, i));
         else s = bx_named_tensors_add(l, bx_state_key_at(d, i), (bx_tensor *)t);
     }
     if (s == BX_OK) s = bx_averaged_model_load_state_dict(w->avg, l, true);
@@ -115,10 +114,10 @@ static bx_status install_swalr(swa *w, bx_trainer *tr, const bx_state *sched_sta
     bx_optimizer *opt = bx_trainer_optimizer(tr, 0);
     int ng = bx_optimizer_num_groups(opt);
     if (w->per_group && w->n_lrs != ng)
-        return bx__error(BX_ERR_INVALID,
+        return bx_set_error(BX_ERR_INVALID,
                          "StochasticWeightAveraging: swa_lrs has %d values but the optimizer has %d param groups",
                          w->n_lrs, ng);
-    double *lrs = bx__malloc(sizeof(double) * (size_t)(ng > 0 ? ng : 1));
+    double *lrs = bx_malloc(sizeof(double) * (size_t)(ng > 0 ? ng : 1));
     if (!lrs) return BX_ERR_NOMEM;
     bx_status gs = BX_OK;
     for (int g = 0; gs == BX_OK && g < ng; g++) {
@@ -126,7 +125,7 @@ static bx_status install_swalr(swa *w, bx_trainer *tr, const bx_state *sched_sta
         gs = bx_optimizer_group_set(opt, g, "initial_lr", lrs[g]);
     }
     if (gs != BX_OK) {
-        bx__free(lrs);
+        bx_free(lrs);
         return fit_error(gs);
     }
     bx_swalr_opts so = BX_SWALR_OPTS_INIT;
@@ -136,13 +135,13 @@ static bx_status install_swalr(swa *w, bx_trainer *tr, const bx_state *sched_sta
     so.anneal_strategy = w->strategy;
     so.last_epoch = w->strategy == BX_ANNEAL_COS ? bx_trainer_max_epochs(tr) : -1;
     bx_scheduler *s = bx_swalr_new(opt, &so);
-    bx__free(lrs);
+    bx_free(lrs);
     if (!s) return fit_error(BX_ERR_INVALID);
     if (sched_state && bx_state_typeof(sched_state) == BX_STATE_DICT) {
         bx_status st = bx_scheduler_load_state_dict(s, sched_state);
         if (st != BX_OK) {
             bx_scheduler_free(s);
-            bx__error_prefix("StochasticWeightAveraging: scheduler_state");
+            bx_error_context("StochasticWeightAveraging: scheduler_state");
             return st;
         }
     } else if (bx_trainer_current_epoch(tr) != w->swa_start) {
@@ -171,22 +170,22 @@ static bx_status install_swalr(swa *w, bx_trainer *tr, const bx_state *sched_sta
 static bx_status swa_fit_start(void *self, bx_trainer *tr) {
     swa *w = self;
     if (bx_trainer_num_optimizers(tr) != 1)
-        return bx__error(BX_ERR_INVALID, "StochasticWeightAveraging: SWA works with 1 optimizer, the model configured %d",
+        return bx_set_error(BX_ERR_INVALID, "StochasticWeightAveraging: SWA works with 1 optimizer, the model configured %d",
                          bx_trainer_num_optimizers(tr));
     if (bx_trainer_num_schedulers(tr) > 1)
-        return bx__error(BX_ERR_INVALID,
+        return bx_set_error(BX_ERR_INVALID,
                          "StochasticWeightAveraging: SWA supports at most 1 lr scheduler, the model configured %d",
                          bx_trainer_num_schedulers(tr));
     int ng = bx_optimizer_num_groups(bx_trainer_optimizer(tr, 0));
     if (w->per_group && w->n_lrs != ng)
-        return bx__error(BX_ERR_INVALID,
+        return bx_set_error(BX_ERR_INVALID,
                          "StochasticWeightAveraging: swa_lrs has %d values but the optimizer has %d param groups",
                          w->n_lrs, ng);
     int64_t M = bx_trainer_max_epochs(tr);
     int64_t start;
     if (w->start_frac) {
         if (M < 0)
-            return bx__error(BX_ERR_INVALID, "StochasticWeightAveraging: a fractional swa_epoch_start (%g) needs "
+            return bx_set_error(BX_ERR_INVALID, "StochasticWeightAveraging: a fractional swa_epoch_start (%g) needs "
                                              "max_epochs; give an integer epoch with max_epochs=-1", w->start_opt);
         start = (int64_t)((double)M * w->start_opt);
     } else {
@@ -226,7 +225,7 @@ static bx_status swa_fit_start(void *self, bx_trainer *tr) {
         const bx_state *ss = bx_state_get(ld, "scheduler_state");
         bx_status s = BX_OK;
         if (ams && bx_state_typeof(ams) != BX_STATE_NULL) s = load_avg_state(w, ams);
-        if (s != BX_OK) bx__error_prefix("StochasticWeightAveraging: load_state_dict");
+        if (s != BX_OK) bx_error_context("StochasticWeightAveraging: load_state_dict");
         /* SWA was running: install SWALR now so the Trainer restores the
          * checkpoint's scheduler state into it (Lightning clears the configs
          * instead, #11665). */
@@ -329,9 +328,9 @@ static bx_status swa_load_state_dict(void *self, bx_trainer *tr, const bx_state 
     bx_status s = bx_state_need_int(st, "n_averaged", &n);
     if (!s) s = bx_state_need_int(st, "latest_update_epoch", &lue);
     if (!s && (!bx_state_get(st, "scheduler_state") || !bx_state_get(st, "average_model_state")))
-        s = bx__error(BX_ERR_FORMAT, "key 'scheduler_state' or 'average_model_state' missing");
+        s = bx_set_error(BX_ERR_FORMAT, "key 'scheduler_state' or 'average_model_state' missing");
     if (s) {
-        bx__error_prefix("StochasticWeightAveraging: load_state_dict");
+        bx_error_context("StochasticWeightAveraging: load_state_dict");
         return s;
     }
     bx_state *c = bx_state_copy(st);
@@ -351,8 +350,8 @@ static void swa_destroy(void *self) {
      * the module, which may be gone */
     bx_averaged_model_free(w->avg);
     bx_state_free(w->loaded);
-    bx__free(w->lrs);
-    bx__free(w);
+    bx_free(w->lrs);
+    bx_free(w);
 }
 
 static const bx_callback_ops SWA_OPS = {
@@ -372,14 +371,14 @@ bx_callback *bx_swa_callback_new(const bx_swa_callback_opts *o) {
     if (!o) o = &def;
     double v = o->swa_epoch_start;
     if (o->swa_epoch_start_is_fraction ? !(v >= 0.0 && v <= 1.0) : !(v >= 1.0 && v == floor(v) && v < 9e18)) {
-        bx__error(BX_ERR_INVALID,
+        bx_set_error(BX_ERR_INVALID,
                   "StochasticWeightAveraging: swa_epoch_start should be a >0 integer or a float between 0 and 1, "
                   "got %g (%s)", v, o->swa_epoch_start_is_fraction ? "fraction" : "integer");
         return NULL;
     }
     int n = o->swa_lrs ? o->n_swa_lrs : 1;
     if (o->swa_lrs && n < 1) {
-        bx__error(BX_ERR_INVALID, "StochasticWeightAveraging: swa_lrs should be a positive float or a list of "
+        bx_set_error(BX_ERR_INVALID, "StochasticWeightAveraging: swa_lrs should be a positive float or a list of "
                                   "positive floats, got an empty list");
         return NULL;
     }
@@ -387,29 +386,29 @@ bx_callback *bx_swa_callback_new(const bx_swa_callback_opts *o) {
         double lr = o->swa_lrs ? o->swa_lrs[i] : o->swa_lr;
         if (!(lr > 0.0) || isinf(lr)) {
             if (o->swa_lrs)
-                bx__error(BX_ERR_INVALID, "StochasticWeightAveraging: swa_lrs should be a positive float or a list "
+                bx_set_error(BX_ERR_INVALID, "StochasticWeightAveraging: swa_lrs should be a positive float or a list "
                                           "of positive floats, got swa_lrs[%d] = %g", i, lr);
             else
-                bx__error(BX_ERR_INVALID, "StochasticWeightAveraging: swa_lrs should be a positive float or a list "
+                bx_set_error(BX_ERR_INVALID, "StochasticWeightAveraging: swa_lrs should be a positive float or a list "
                                           "of positive floats, got %g%s", lr, isnan(lr) ? " (swa_lrs is required)" : "");
             return NULL;
         }
     }
     if (o->annealing_epochs < 0) {
-        bx__error(BX_ERR_INVALID, "StochasticWeightAveraging: annealing_epochs should be >= 0, got %lld",
+        bx_set_error(BX_ERR_INVALID, "StochasticWeightAveraging: annealing_epochs should be >= 0, got %lld",
                   (long long)o->annealing_epochs);
         return NULL;
     }
     if (o->annealing_strategy != BX_ANNEAL_COS && o->annealing_strategy != BX_ANNEAL_LINEAR) {
-        bx__error(BX_ERR_INVALID, "StochasticWeightAveraging: annealing_strategy should be cos or linear, got %d",
+        bx_set_error(BX_ERR_INVALID, "StochasticWeightAveraging: annealing_strategy should be cos or linear, got %d",
                   (int)o->annealing_strategy);
         return NULL;
     }
-    swa *w = bx__calloc(sizeof *w);
-    double *lrs = bx__malloc(sizeof(double) * (size_t)n);
+    swa *w = bx_calloc(sizeof *w);
+    double *lrs = bx_malloc(sizeof(double) * (size_t)n);
     if (!w || !lrs) {
-        bx__free(w);
-        bx__free(lrs);
+        bx_free(w);
+        bx_free(lrs);
         return NULL;
     }
     for (int i = 0; i < n; i++) lrs[i] = o->swa_lrs ? o->swa_lrs[i] : o->swa_lr;

@@ -86,3 +86,10 @@ char *bx__strdup(const char *s) {
     if (d) memcpy(d, s, n);
     return d;
 }
+
+/* The public names of the allocation helpers (core.h). */
+void *bx_malloc(size_t n) { return bx__malloc(n); }
+void *bx_calloc(size_t n) { return bx__calloc(n); }
+void *bx_realloc(void *p, size_t n) { return bx__realloc(p, n); }
+char *bx_strdup(const char *s) { return bx__strdup(s); }
+void bx_free(void *p) { bx__free(p); }

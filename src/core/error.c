@@ -41,14 +41,33 @@ bx_status bx__error(bx_status s, const char *fmt, ...) {
     return s;
 }
 
-void bx__error_prefix(const char *fmt, ...) {
+static void error_vprefix(const char *fmt, va_list ap) {
     char prefix[512], old[sizeof errbuf];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
-    va_end(ap);
     memcpy(old, errbuf, sizeof old);
     snprintf(errbuf, sizeof errbuf, "%s: %s", prefix, old);
+}
+
+void bx__error_prefix(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    error_vprefix(fmt, ap);
+    va_end(ap);
+}
+
+bx_status bx_set_error(bx_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    bx__verror(s, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void bx_error_context(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    error_vprefix(fmt, ap);
+    va_end(ap);
 }
 
 size_t bx__strlcpy(char *dst, const char *src, size_t n) {

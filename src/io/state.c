@@ -356,4 +356,3 @@ bx_status bx_state_need_bool(const bx_state *dict, const char *key, bool *out) {
     return bx__error(BX_ERR_FORMAT, "'%s' is %s, expected a bool", key, bx__state_type_desc(v->type));
 }
 
-void bx_free(void *p) { bx__free(p); }

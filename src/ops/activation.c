@@ -51,13 +51,14 @@ typedef struct act_ctx {
     bool uses_x; /* backward reads x (else y) */
 } act_ctx;
 
-// x (any) -> y (same shape); gx += bw(gy, x or y)
+// x (any) -> y (same shape); gx += bw(gy, x or y) (gx = ... when x has no gradient yet)
 static void act_backward(bx_step *st, bx_node *n) {
     act_ctx *ctx = n->ctx;
-    bx_tensor *gx = bx__grad(st, n->in[0]);
+    bool fresh;
+    bx_tensor *gx = bx__grad_overwrite(st, n->in[0], &fresh);
     if (!gx) return;
     const bx_tensor *ins[2] = {n->out->grad, ctx->uses_x ? n->in[0] : n->out};
-    bx_status s = bx__ew_apply(ctx->bw, ctx->p, true, gx, 2, ins);
+    bx_status s = bx__ew_apply(ctx->bw, ctx->p, !fresh, gx, 2, ins);
     if (s != BX_OK) bx_step_fail(st, s, "%s: %s", n->op, bx_errmsg());
 }
 

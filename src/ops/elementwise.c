@@ -9,6 +9,7 @@
 #include "blixt/ops.h"
 
 #include <math.h>
+#include <string.h>
 
 BX_EW_KERNEL(k_add, a[i] + b[i])
 BX_EW_KERNEL(k_sub, a[i] - b[i])
@@ -38,23 +39,40 @@ static void engine_fail(bx_step *st, const char *op, bx_status s) {
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } bin_kind;
 static const char *const bin_name[] = {"add", "sub", "mul", "div"};
 
-/* gx += reduce_to_x(k(ins)): direct into gx when x was not broadcast, else
+/* The gradient buffer of input t of y's node. *direct: t was not broadcast
+ * (same element count as y), so gx can be written elementwise in y's order;
+ * *acc: add to what gx holds (else gx is fresh and gets overwritten). A fresh
+ * buffer that will be reduced into is zero-filled here. */
+static bx_tensor *input_grad(bx_step *st, bx_tensor *t, const bx_tensor *y, bool *direct, bool *acc) {
+    bool fresh;
+    bx_tensor *g = bx__grad_overwrite(st, t, &fresh);
+    if (!g) return NULL;
+    *direct = bx_numel(g) == bx_numel(y);
+    *acc = !fresh;
+    if (fresh && !*direct) {
+        memset(g->data, 0, sizeof(float) * (size_t)bx_numel(g));
+        *acc = true;
+    }
+    return g;
+}
+
+/* gx (+)= reduce_to_x(k(ins)): direct into gx when x was not broadcast, else
  * through an arena temporary of the output's shape. */
-static void grad_through(bx_step *st, const char *op, bx_tensor *gx, bx_tensor *y, bx__ew_kernel k,
-                         int nin, const bx_tensor *const *ins) {
-    if (bx_numel(gx) == bx_numel(y)) {
+static void grad_through(bx_step *st, const char *op, bx_tensor *gx, bool direct, bool acc, bx_tensor *y,
+                         bx__ew_kernel k, const float *p, int nin, const bx_tensor *const *ins) {
+    if (direct) {
         bx_tensor view = *gx; /* gx seen with y's shape: same elements, same order */
         view.ndim = y->ndim;
         for (int d = 0; d < BX_MAX_DIMS; d++) {
             view.shape[d] = y->shape[d];
             view.stride[d] = y->stride[d];
         }
-        engine_fail(st, op, bx__ew_apply(k, NULL, true, &view, nin, ins));
+        engine_fail(st, op, bx__ew_apply(k, p, acc, &view, nin, ins));
         return;
     }
     bx_tensor *tmp = bx__empty_like(st, y);
     if (bx_is_poison(tmp)) return;
-    bx_status s = bx__ew_apply(k, NULL, false, tmp, nin, ins);
+    bx_status s = bx__ew_apply(k, p, false, tmp, nin, ins);
     if (s == BX_OK) s = bx__reduce_to(gx, tmp);
     engine_fail(st, op, s);
 }
@@ -63,27 +81,35 @@ static void grad_through(bx_step *st, const char *op, bx_tensor *gx, bx_tensor *
 static void binary_backward(bx_step *st, bx_node *n, bin_kind kind) {
     bx_tensor *a = n->in[0], *b = n->in[1], *y = n->out, *gy = y->grad;
     const char *op = bin_name[kind];
-    bx_tensor *ga = bx__grad(st, a);
+    static const float one = 1.0f, minus_one = -1.0f;
+    bool direct, acc;
+    bx_tensor *ga = input_grad(st, a, y, &direct, &acc);
     if (ga) {
-        if (kind == BIN_ADD || kind == BIN_SUB) {
+        if ((kind == BIN_ADD || kind == BIN_SUB) && !direct) {
             engine_fail(st, op, bx__reduce_to(ga, gy));
+        } else if (kind == BIN_ADD || kind == BIN_SUB) {
+            const bx_tensor *ins[1] = {gy};
+            grad_through(st, op, ga, direct, acc, y, k_scale, &one, 1, ins);
         } else {
             const bx_tensor *ins[2] = {gy, b};
-            grad_through(st, op, ga, y, kind == BIN_MUL ? k_mul : k_div, 2, ins);
+            grad_through(st, op, ga, direct, acc, y, kind == BIN_MUL ? k_mul : k_div, NULL, 2, ins);
         }
     }
-    bx_tensor *gb = bx__grad(st, b);
+    bx_tensor *gb = input_grad(st, b, y, &direct, &acc);
     if (gb) {
-        if (kind == BIN_ADD) {
+        if (kind == BIN_ADD && !direct) {
             engine_fail(st, op, bx__reduce_to(gb, gy));
-        } else if (kind == BIN_SUB) {
+        } else if (kind == BIN_SUB && !direct) {
             engine_fail(st, op, bx__reduce_to_scaled(gb, gy, -1.0f));
+        } else if (kind == BIN_ADD || kind == BIN_SUB) {
+            const bx_tensor *ins[1] = {gy};
+            grad_through(st, op, gb, direct, acc, y, k_scale, kind == BIN_ADD ? &one : &minus_one, 1, ins);
         } else if (kind == BIN_MUL) {
             const bx_tensor *ins[2] = {gy, a};
-            grad_through(st, op, gb, y, k_mul, 2, ins);
+            grad_through(st, op, gb, direct, acc, y, k_mul, NULL, 2, ins);
         } else {
             const bx_tensor *ins[3] = {gy, y, b};
-            grad_through(st, op, gb, y, k_div_gb, 3, ins);
+            grad_through(st, op, gb, direct, acc, y, k_div_gb, NULL, 3, ins);
         }
     }
 }
@@ -152,13 +178,15 @@ static bx_tensor *unary(bx_step *st, const char *op, bx_tensor *x, bx__ew_kernel
     return y;
 }
 
-/* gx += k(a, b) where a, b are chosen by the caller (gy and y or x). */
+/* gx += k(a, b) where a, b are chosen by the caller (gy and y or x); gx = ...
+ * when x has no gradient yet. */
 static void unary_grad(bx_step *st, bx_node *n, bx__ew_kernel k, const float *p, const bx_tensor *a,
                        const bx_tensor *b) {
-    bx_tensor *gx = bx__grad(st, n->in[0]);
+    bool fresh;
+    bx_tensor *gx = bx__grad_overwrite(st, n->in[0], &fresh);
     if (!gx) return;
     const bx_tensor *ins[2] = {a, b};
-    engine_fail(st, n->op, bx__ew_apply(k, p, true, gx, b ? 2 : 1, ins));
+    engine_fail(st, n->op, bx__ew_apply(k, p, !fresh, gx, b ? 2 : 1, ins));
 }
 
 // x -> y = x*s + c; gx += gy*s

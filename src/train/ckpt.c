@@ -114,10 +114,10 @@ static bx_status build_checkpoint(bx_trainer *tr, bool weights_only, bx_state *c
         const bx_rng *r = bx_step_rng(tr->step);
         BX__TRY(bx_state_set_int(rng, "seed", (int64_t)r->seed));
         BX__TRY(bx_state_set_int(rng, "offset", (int64_t)r->offset));
-        if (tr->train_loader) {
-            bx_state *lst = bx_loader_state_dict(tr->train_loader);
-            if (lst) BX__TRY(bx_state_set(ck, "train_loader", lst));
-        }
+        bx_state *lst = tr->train_loader         ? bx_loader_state_dict(tr->train_loader)
+                        : tr->train_loader_state ? bx_state_copy(tr->train_loader_state)
+                                                 : NULL;
+        if (lst) BX__TRY(bx_state_set(ck, "train_loader", lst));
     }
     if (tr->model && tr->model->ops->hparams) {
         bx_state *hp = bx_state_dict();
@@ -175,6 +175,31 @@ static bx_status find_last(bx_trainer *tr, char *out, size_t n) {
     return BX_OK;
 }
 
+/* ckpt_path "best": the first ModelCheckpoint's best_model_path (Lightning's
+ * trainer.checkpoint_callback). Errors as Lightning's _parse_ckpt_path: no
+ * ModelCheckpoint, or it has not saved a best model (fit has not run in this
+ * Trainer: a fresh process knows no best model). */
+static bx_status find_best(bx_trainer *tr, const char *fn, char *out, size_t n) {
+    out[0] = '\0';
+    for (int i = 0; i < tr->ncb; i++) {
+        bx_callback *cb = tr->cbs[i];
+        if (!bx__cb_is(cb, "ModelCheckpoint") || !cb->ops->state_dict) continue;
+        bx_state *st = bx_state_dict();
+        if (!st) return BX_ERR_NOMEM;
+        bx_status s = cb->ops->state_dict(cb->self, tr, st);
+        const bx_state *bp = s == BX_OK ? bx_state_get(st, "best_model_path") : NULL;
+        if (bp && bx_state_typeof(bp) == BX_STATE_STRING) bx__strlcpy(out, bx_state_get_string(bp), n);
+        bx_state_free(st);
+        if (s != BX_OK) return s;
+        if (!out[0])
+            return bx__error(BX_ERR_STATE,
+                             "%s(ckpt_path=\"best\"): ModelCheckpoint has no best checkpoint yet (fit has not "
+                             "saved one with this Trainer); pass the checkpoint file's path instead", fn);
+        return BX_OK;
+    }
+    return bx__error(BX_ERR_STATE, "%s(ckpt_path=\"best\") is set but no ModelCheckpoint is configured", fn);
+}
+
 static const bx_tensor *sd_lookup(void *ud, const char *name) {
     const bx_state *t = bx_state_get((const bx_state *)ud, name);
     return t && bx_state_typeof(t) == BX_STATE_TENSOR ? bx_state_get_tensor(t) : NULL;
@@ -189,6 +214,9 @@ bx_status bx__ckpt_restore_model(bx_trainer *tr, const char *path) {
                                     "no checkpoint will be loaded");
             return BX_OK;
         }
+        path = last;
+    } else if (strcmp(path, "best") == 0) {
+        BX__TRY(find_best(tr, bx_stage_name(tr->stage), last, sizeof last));
         path = last;
     }
     bx_state_free(tr->loaded_ckpt);

@@ -84,6 +84,7 @@ struct bx_trainer {
     bx_step *step;
     bx_optim_config ocfg;
     bx_loader *train_loader, *val_loader;
+    bx_state *train_loader_state; /* the train loader's state when the last fit returned */
 
     /* counters */
     int64_t epochs_completed;   /* epoch_progress.current.completed */

@@ -208,8 +208,22 @@ bx_trainer *bx_trainer_new(const bx_trainer_opts *o) {
                                   "num_sanity_val_steps >= -1, gradient_clip_val >= 0, fast_dev_run >= 0");
         goto fail;
     }
+    /* max_time: a Timer unless one is given (CallbackConnector step 4) */
+    bool has_timer = false;
+    for (int i = 0; i < tr->ncb; i++) has_timer = has_timer || bx__cb_is(tr->cbs[i], "Timer");
+    if (o->max_time && !has_timer) {
+        bx_timer_opts to = BX_TIMER_OPTS_INIT;
+        to.duration = o->max_time;
+        bx_callback *t = bx_timer_new(&to);
+        if (!t) {
+            bx__error_prefix("Trainer: max_time");
+            goto fail;
+        }
+        if (cb_append(tr, t) != BX_OK) goto fail_nomem;
+        has_timer = true;
+    }
     tr->max_steps = o->max_steps;
-    tr->max_epochs = o->max_epochs == BX_UNSET ? (o->max_steps == -1 ? 1000 : -1) : o->max_epochs;
+    tr->max_epochs = o->max_epochs == BX_UNSET ? (o->max_steps == -1 && !has_timer ? 1000 : -1) : o->max_epochs;
     tr->min_epochs = o->min_epochs == BX_UNSET ? 0 : o->min_epochs;
     tr->min_steps = o->min_steps == BX_UNSET ? -1 : o->min_steps;
     tr->accumulate = o->accumulate_grad_batches;
@@ -303,6 +317,7 @@ void bx_trainer_free(bx_trainer *tr) {
     bx__free(tr->row_vals);
     bx_step_free(tr->step);
     bx_state_free(tr->loaded_ckpt);
+    bx_state_free(tr->train_loader_state);
     bx__free(tr->ckpt_path);
     bx__free(tr->default_root_dir);
     bx__free(tr->log_dir_buf);
@@ -475,6 +490,12 @@ bx_status bx_trainer_fit(bx_trainer *tr, const bx_model *m, bx_loader *train, bx
     bx__free(tr->ckpt_path);
     tr->ckpt_path = NULL;
     bx_status s = fit_inner(tr, ckpt_path);
+    /* The loaders are the caller's and may be freed once fit returns: keep
+     * the train loader's position (for a checkpoint saved after fit) and
+     * forget both pointers. */
+    bx_state_free(tr->train_loader_state);
+    tr->train_loader_state = bx_loader_state_dict(train);
+    tr->train_loader = tr->val_loader = NULL;
     if (s != BX_OK) return run_failed(tr, "fit", s);
     tr->status_text = "finished";
     return BX_OK;

@@ -30,6 +30,11 @@ static void test_errors(void) {
     CHECK(strcmp(bx_errmsg(), "ctx: thing 3: bad") == 0);
     bx_clear_error();
     CHECK(bx_errmsg()[0] == '\0');
+    /* the public pair, for code outside the library */
+    CHECK(bx_set_error(BX_ERR_NOT_FOUND, "metric '%s' missing", "val_acc") == BX_ERR_NOT_FOUND);
+    bx_error_context("callback %s", "Mine");
+    CHECK(strcmp(bx_errmsg(), "callback Mine: metric 'val_acc' missing") == 0);
+    bx_clear_error();
 }
 
 static void test_alloc_hook(void) {
@@ -43,6 +48,18 @@ static void test_alloc_hook(void) {
     CHECK(((uintptr_t)t->data & 63) == 0);
     bx_tensor_free(t);
     bx_tensor_free(NULL);
+    /* the public helpers go through the same hook */
+    uint64_t calls = hook_calls;
+    char *s = bx_strdup("abc");
+    int *z = bx_calloc(16 * sizeof(int));
+    CHECK(s && strcmp(s, "abc") == 0 && z && z[15] == 0 && ((uintptr_t)z & 63) == 0);
+    z = bx_realloc(z, 64 * sizeof(int));
+    CHECK(z && z[0] == 0);
+    CHECK(hook_calls == calls + 3);
+    CHECK(bx_strdup(NULL) == NULL);
+    bx_free(s);
+    bx_free(z);
+    bx_free(NULL);
     bx_set_allocator(NULL, NULL);
 }
 

@@ -252,6 +252,60 @@ static void test_predict_and_test(void) {
     run_free(&x);
 }
 
+/* ckpt_path "best": the ModelCheckpoint's best file after fit; clear errors
+ * when no ModelCheckpoint exists or none has saved a best model. */
+static void test_ckpt_path_best(void) {
+    char dir[128];
+    snprintf(dir, sizeof dir, "/tmp/blixt_test_best_%d", (int)getpid());
+    bx_dataset *dtr = make_ds(10), *dva = make_ds(4);
+    bx_loader_opts lo = BX_LOADER_OPTS_INIT;
+    lo.batch_size = 2;
+    bx_loader *ltr = bx_loader_new(dtr, &lo), *lva = bx_loader_new(dva, &lo);
+    tmodel m;
+    tm_init(&m);
+    bx_model_ops ops = TM_OPS;
+    ops.test_step = tm_val;
+    bx_model model = {&ops, &m};
+    for (int round = 0; round < 3; round++) {
+        bx_model_checkpoint_opts mo = BX_MODEL_CHECKPOINT_OPTS_INIT;
+        mo.dirpath = dir;
+        mo.monitor = "val_loss";
+        bx_callback *mc = bx_model_checkpoint_new(&mo), *mc_ref = mc; /* the Trainer takes mc */
+        bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+        o.enable_checkpointing = round != 2; /* round 2: no ModelCheckpoint at all */
+        o.max_epochs = 3;
+        o.num_sanity_val_steps = 0;
+        o.enable_progress_bar = false;
+        o.logger_default = false;
+        o.callbacks = &mc;
+        o.num_callbacks = round == 2 ? 0 : 1;
+        if (round == 2) bx_callback_free(mc);
+        bx_trainer *tr = bx_trainer_new(&o);
+        CHECK(tr != NULL);
+        if (round == 0) { /* fit, then test the best checkpoint */
+            CHECK_OK(bx_trainer_fit(tr, &model, ltr, lva, NULL));
+            const char *best = bx_model_checkpoint_best_model_path(mc_ref);
+            CHECK(best[0] != '\0');
+            char keep[256];
+            snprintf(keep, sizeof keep, "%s", best);
+            CHECK_OK(bx_trainer_test(tr, &model, lva, "best"));
+            CHECK(strcmp(bx_trainer_ckpt_path(tr), keep) == 0);
+            unlink(keep);
+        } else if (round == 1) { /* a fresh Trainer knows no best model */
+            CHECK_ERR(bx_trainer_test(tr, &model, lva, "best"), BX_ERR_STATE, "test(ckpt_path=\"best\")");
+            CHECK(strstr(bx_errmsg(), "no best checkpoint") != NULL);
+        } else {
+            CHECK_ERR(bx_trainer_validate(tr, &model, lva, "best"), BX_ERR_STATE, "no ModelCheckpoint");
+        }
+        bx_trainer_free(tr);
+    }
+    rmdir(dir);
+    bx_loader_free(ltr);
+    bx_loader_free(lva);
+    bx_dataset_free(dtr);
+    bx_dataset_free(dva);
+    bx_module_free(m.lin);
+}
 
 int main(void) {
     test_resume();
@@ -259,5 +313,6 @@ int main(void) {
     test_exception();
     test_resume_mid_epoch();
     test_predict_and_test();
+    test_ckpt_path_best();
     return tu_finish("train/resume");
 }
