@@ -1,4 +1,8 @@
-/* qpool.c - QuantizedMaxPool2d: quint8 (N,C,H,W) -> quint8 (N,C,H',W'),
+/* qpool.c - layout-aware int8 modules between the quantized convs and
+ * linears: QuantizedMaxPool2d and the int8 Flatten (below), plus the
+ * channels-last helpers they share with qconv.c.
+ *
+ * QuantizedMaxPool2d: quint8 (N,C,H,W) -> quint8 (N,C,H',W'),
  * torch's quantized max_pool2d: the maximum of the integers in each window
  * (padding never wins), the same qparams in and out. Exact: dequantisation
  * is monotone, so it equals pooling the float values and quantising.
