@@ -25,6 +25,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#if defined(BX__RQ_AVX512) && defined(__AVX512VNNI__)
+#define BX__QCONV_DIRECT 1
+#endif
+
 /* One oneDNN convolution for an input of n images (Hp, Wp already padded)
  * and its packed weights. */
 typedef struct qconv_prim {
@@ -56,6 +60,7 @@ typedef struct qconv_impl {
     int64_t *zw;
     int32_t *corr;    /* [O] zx*wsum[o] */
     bx__requant rq;   /* m, c: [O] */
+    int8_t *w4;       /* direct kernel (see qconv_direct): [KH][O][4] s8, or NULL */
     qconv_prim e[2]; /* the batch chunk and the last, shorter chunk */
     int last;        /* entry used most recently */
 } qconv_impl;
@@ -66,6 +71,8 @@ static void qconv_reset(qconv_impl *q) {
     bx__free(q->bias);
     bx__free(q->zw);
     bx__free(q->corr);
+    bx__free(q->w4);
+    q->w4 = NULL;
     bx__free(q->rq.m);
     bx__free(q->rq.c);
     q->corr = NULL;
@@ -150,6 +157,19 @@ static bx_status qconv_prepare(bx_module *m, qconv_impl *q) {
     bx__requant_init(&q->rq, O);
     /* the int32 accumulator minus zx*wsum must not overflow: |.| <= 2*255*128*K */
     q->fast_rq = K < 30000;
+#ifdef BX__QCONV_DIRECT
+    /* the direct kernel: one input channel, rows of at most 4 taps, whole
+     * 16-lane blocks of outputs (conv1 of an image model) */
+    int64_t KH = w->shape[2], KW = w->shape[3];
+    if (q->use_dnnl && q->zw_zero && q->fast_rq && q->o.groups == 1 && w->shape[1] == 1 && KW <= 4 &&
+        q->o.dilation[1] == 1 && O % 16 == 0 && O <= 64 && KH <= 8) {
+        q->w4 = bx__calloc((size_t)(KH * O * 4));
+        if (!q->w4) return bx__error(BX_ERR_NOMEM, "QuantizedConv2d: out of memory");
+        for (int64_t i = 0; i < KH; i++)
+            for (int64_t o = 0; o < O; o++)
+                for (int64_t j = 0; j < KW; j++) q->w4[(i * O + o) * 4 + j] = wp[(o * KH + i) * KW + j];
+    }
+#endif
     q->ready = true;
     return BX_OK;
 }
@@ -266,6 +286,56 @@ static void qconv_ref(const qconv_impl *q, const bx_module *m, const uint8_t *x,
         }
 }
 
+#ifdef BX__QCONV_DIRECT
+/* Direct kernel for one input channel (q->w4 set): src is the zx-padded
+ * input (N,Hp,Wp) with >= 4 readable bytes after it; for each output pixel
+ * and kernel row i, the 4 bytes at (oh*sh + i*dh, ow*sw) are broadcast and
+ * multiplied with the row's taps (zero weights past KW, so the extra bytes
+ * add nothing) by VNNI dot products into O/16 int32 vectors, which are
+ * requantised in registers (bx__rq16, exact fallback per pixel) and written
+ * channels-last. Gives the integers of the oneDNN path. */
+static void qconv_direct(const qconv_impl *q, const uint8_t *src, uint8_t *y, int64_t N, int64_t Hp, int64_t Wp,
+                         int64_t KH, int64_t O, int64_t OH, int64_t OW) {
+    const bx__requant *r = &q->rq;
+    const int64_t sh = q->o.stride[0], sw = q->o.stride[1], dh = q->o.dilation[0];
+    const int nb = (int)(O / 16);
+    __m512i wv[8][4], cv[4];
+    __m512 mv[4], crv[4], tv[4];
+    for (int b = 0; b < nb; b++) {
+        for (int64_t i = 0; i < KH; i++) wv[i][b] = _mm512_loadu_si512(q->w4 + (i * O + 16 * b) * 4);
+        cv[b] = _mm512_loadu_si512(q->corr + 16 * b);
+        mv[b] = _mm512_loadu_ps(r->m + 16 * b);
+        crv[b] = _mm512_loadu_ps(r->c + 16 * b);
+        tv[b] = _mm512_loadu_ps(r->m + O + 16 * b);
+    }
+    const __m512 zo = _mm512_set1_ps(r->zo), lo = _mm512_set1_ps(r->lo - r->zo), hi = _mm512_set1_ps(255.0f - r->zo);
+    int32_t zeros[64] = {0}, tmp[64];
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t oh = 0; oh < OH; oh++) {
+            const uint8_t *row = src + (n * Hp + oh * sh) * Wp;
+            uint8_t *yr = y + (n * OH + oh) * OW * O;
+            for (int64_t ow = 0; ow < OW; ow++) {
+                const uint8_t *px = row + ow * sw;
+                __m512i a[4];
+                for (int b = 0; b < nb; b++) a[b] = _mm512_sub_epi32(_mm512_setzero_si512(), cv[b]);
+                for (int64_t i = 0; i < KH; i++) {
+                    int32_t v;
+                    memcpy(&v, px + i * dh * Wp, 4);
+                    __m512i xb = _mm512_set1_epi32(v);
+                    for (int b = 0; b < nb; b++) a[b] = _mm512_dpbusd_epi32(a[b], xb, wv[i][b]);
+                }
+                __mmask16 bad = 0;
+                for (int b = 0; b < nb; b++)
+                    bad |= bx__rq16(a[b], mv[b], crv[b], tv[b], lo, hi, zo, yr + ow * O + 16 * b, 0xFFFF);
+                if (bad) {
+                    for (int b = 0; b < nb; b++) _mm512_storeu_si512(tmp + 16 * b, a[b]);
+                    bx__requant_row_exact(r, tmp, zeros, yr + ow * O, O);
+                }
+            }
+        }
+}
+#endif
+
 // x u8 (N,C,H,W) -> y u8 (N,O,H',W') (channels-last on the oneDNN path)
 static bx_tensor *qconv_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     if (bx_is_poison(x)) return x;
@@ -310,9 +380,10 @@ static bx_tensor *qconv_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     if (!padded && bx__is_channels_last(x)) {
         src = x->data;
     } else {
-        uint8_t *buf = bx_step_alloc(st, (size_t)(N * Hp * Wp * C));
+        uint8_t *buf = bx_step_alloc(st, (size_t)(N * Hp * Wp * C) + 64);
         if (!buf) return bx__poison(st);
         src = buf;
+        memset(buf + N * Hp * Wp * C, 0, 64); /* read (times zero weights) by qconv_direct */
         if (padded) memset(buf, (int)zx, (size_t)(N * Hp * Wp * C));
         const uint8_t *xp = x->data;
         if (bx__is_channels_last(x)) {
@@ -332,6 +403,21 @@ static bx_tensor *qconv_forward(bx_module *m, bx_step *st, bx_tensor *x) {
                     }
         }
     }
+#ifdef BX__QCONV_DIRECT
+    if (q->w4) {
+        if (src == x->data) { /* reads past the end: give it slack */
+            uint8_t *buf = bx_step_alloc(st, (size_t)(N * Hp * Wp * C) + 64);
+            if (!buf) return bx__poison(st);
+            memcpy(buf, src, (size_t)(N * Hp * Wp * C));
+            memset(buf + N * Hp * Wp * C, 0, 64);
+            src = buf;
+        }
+        bx_tensor *y = bx__channels_last_tensor(st, N, O, OH, OW);
+        if (bx_is_poison(y)) return y;
+        qconv_direct(q, src, y->data, N, Hp, Wp, KH, O, OH, OW);
+        return y;
+    }
+#endif
     /* images in chunks whose int32 accumulators stay in cache (~512 KB):
      * the conv writes them and the requantisation reads them back at once */
     int64_t per_img = OH * OW * O;

@@ -72,6 +72,27 @@ typedef struct bx__requant {
     float zo, lo;      /* lo = zo with a fused ReLU, else 0 */
 } bx__requant;
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#define BX__RQ_AVX512 1
+/* 16 lanes of bx__requant_row_fast, the same operations in the same order
+ * (a = acc - corr; m, c, tol0 the lanes' entries; lo = r->lo - zo,
+ * hi = 255 - zo): writes the k lanes' bytes to y and returns the lanes near
+ * a tie (those must be redone with the exact form). */
+static inline __mmask16 bx__rq16(__m512i a, __m512 m, __m512 c, __m512 tol0, __m512 lo, __m512 hi, __m512 zo,
+                                 uint8_t *y, __mmask16 k) {
+    __m512 am = _mm512_mul_ps(_mm512_cvtepi32_ps(a), m);
+    __m512 t = _mm512_add_ps(am, c);
+    t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
+    __m512 q = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 d = _mm512_abs_ps(_mm512_sub_ps(t, q));
+    __m512 tol = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(4e-6f), _mm512_abs_ps(am)), tol0);
+    __mmask16 bad = _mm512_mask_cmp_ps_mask(k, d, _mm512_sub_ps(_mm512_set1_ps(0.5f), tol), _CMP_GT_OQ);
+    _mm_mask_storeu_epi8(y, k, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_add_ps(q, zo))));
+    return bad;
+}
+#endif
+
 /* Fast row: returns true when some lane was near a tie (row must be redone
  * with bx__requant_row_exact). */
 bool bx__requant_row_fast(const bx__requant *r, const int32_t *acc, const int32_t *corr, uint8_t *y, int64_t O);

@@ -36,6 +36,24 @@ void bx__requant_row_exact(const bx__requant *r, const int32_t *acc, const int32
 
 void bx__requant_rows(const bx__requant *r, const int32_t *acc, const int32_t *corr, uint8_t *y, int64_t rows,
                       int64_t O, bool fast) {
+#ifdef BX__RQ_AVX512
+    if (fast) { /* bx__requant_row_fast 16 lanes at a time (the tail masked) */
+        const __m512 zo = _mm512_set1_ps(r->zo), lo = _mm512_set1_ps(r->lo - r->zo), hi = _mm512_set1_ps(255.0f - r->zo);
+        for (int64_t p = 0; p < rows; p++) {
+            const int32_t *ap = acc + p * O;
+            uint8_t *yp = y + p * O;
+            __mmask16 bad = 0;
+            for (int64_t o = 0; o < O; o += 16) {
+                __mmask16 k = O - o >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (O - o)) - 1u);
+                __m512i a = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, ap + o), _mm512_maskz_loadu_epi32(k, corr + o));
+                bad |= bx__rq16(a, _mm512_maskz_loadu_ps(k, r->m + o), _mm512_maskz_loadu_ps(k, r->c + o),
+                                _mm512_maskz_loadu_ps(k, r->m + O + o), lo, hi, zo, yp + o, k);
+            }
+            if (bad) bx__requant_row_exact(r, ap, corr, yp, O);
+        }
+        return;
+    }
+#endif
     for (int64_t p = 0; p < rows; p++)
         if (!fast || bx__requant_row_fast(r, acc + p * O, corr, y + p * O, O))
             bx__requant_row_exact(r, acc + p * O, corr, y + p * O, O);
