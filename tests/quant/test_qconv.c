@@ -420,8 +420,86 @@ static void test_chunks(void) {
     bx_step_free(st);
 }
 
+/* One input channel, 16..64 outputs (the direct VNNI kernel where the CPU
+ * has one): the plain C kernel's integers for kernel sizes 1..5 x 1..4,
+ * strides, paddings, 'same', dilation (in h: direct; in w: oneDNN), ReLU or
+ * not, NCHW and channels-last inputs (unpadded channels-last: read in
+ * place), and a scale set with exact .5 ties (lanes flagged: the exact fallback runs). */
+static void test_one_channel(void) {
+    bx_rng r;
+    bx_rng_init(&r, 15);
+    bx_step *st = bx_step_new();
+    struct {
+        int64_t O;
+        int k0, k1, sh, sw, ph, pw, dh, dw;
+        bool same, relu;
+    } cs[] = {
+        {32, 3, 3, 1, 1, 1, 1, 1, 1, false, true},  {16, 3, 3, 1, 1, 0, 0, 1, 1, false, false},
+        {48, 5, 4, 2, 1, 2, 1, 1, 1, false, true},  {64, 1, 1, 1, 2, 0, 0, 1, 1, false, false},
+        {16, 2, 4, 1, 1, 0, 0, 2, 1, true, true},   {32, 3, 2, 2, 2, 1, 1, 1, 1, false, false},
+        {32, 4, 3, 1, 3, 0, 1, 2, 1, false, true},  {16, 3, 3, 1, 1, 1, 1, 1, 2, false, true},
+        {24, 3, 3, 1, 1, 1, 1, 1, 1, false, true}, /* not whole 16-lane blocks: oneDNN */
+    };
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++) {
+        bx_conv2d_opts o = BX_CONV2D_OPTS_INIT;
+        o.padding_same = cs[ci].same;
+        o.padding[0] = cs[ci].ph;
+        o.padding[1] = cs[ci].pw;
+        o.stride[0] = cs[ci].sh;
+        o.stride[1] = cs[ci].sw;
+        o.dilation[0] = cs[ci].dh;
+        o.dilation[1] = cs[ci].dw;
+        bx_module *m = rand_qconv(&r, cs[ci].O, 1, cs[ci].k0, cs[ci].k1, &o, false, cs[ci].relu, 9, ci % 3 ? 4 : 0, 0,
+                                  NULL, NULL, NULL, NULL);
+        bx_step_reset(st);
+        bx_tensor *xcl, *x = rand_u8(&r, st, 3, 1, 11, 13, &xcl);
+        bx_tensor *y1 = bx_module_forward(m, st, x), *y2 = bx_module_forward(m, st, xcl);
+        bx_quantized_linear_use_onednn(m, false);
+        bx_tensor *y3 = bx_module_forward(m, st, x);
+        CHECK(bx_step_status(st) == BX_OK);
+        int d1 = count_diff(y1, y3), d2 = count_diff(y2, y3);
+        if (d1 || d2) fprintf(stderr, "one-channel case %zu: %d, %d differ\n", ci, d1, d2);
+        CHECK_EQ_INT(d1, 0);
+        CHECK_EQ_INT(d2, 0);
+        bx_tensor_free(x);
+        bx_module_free(m);
+    }
+    /* ties: weights in {-1,0,1}, scales 1, input scale 1/8, output scale 1:
+     * v = acc/8 + bias is k+0.5 whenever acc = 4 (mod 8) */
+    for (int relu = 0; relu < 2; relu++) {
+        int64_t O = 32, ws[4] = {O, 1, 3, 3};
+        bx_tensor *w = bx_tensor_new(BX_I8, 4, ws), *sc = bx_tensor_new(BX_F64, 1, &O), *zp = bx_tensor_new(BX_I64, 1, &O),
+                  *b = bx_tensor_new(BX_F32, 1, &O);
+        for (int64_t i = 0; i < bx_numel(w); i++) ((int8_t *)w->data)[i] = (int8_t)((int)bx_rng_below(&r, 3) - 1);
+        for (int64_t i = 0; i < O; i++) {
+            ((double *)sc->data)[i] = 1.0;
+            ((int64_t *)zp->data)[i] = 0;
+            ((float *)b->data)[i] = (float)(i % 5) - 2.0f;
+        }
+        bx_conv2d_opts o = BX_CONV2D_OPTS_INIT;
+        o.padding[0] = o.padding[1] = 1;
+        bx_module *m = bx_quantized_conv2d_new(w, sc, zp, b, &o, 0.125, 128, 1.0, 100, relu);
+        CHECK(m != NULL);
+        bx_step_reset(st);
+        bx_tensor *xcl, *x = rand_u8(&r, st, 4, 1, 12, 12, &xcl);
+        bx_tensor *y1 = bx_module_forward(m, st, x);
+        bx_quantized_linear_use_onednn(m, false);
+        bx_tensor *y3 = bx_module_forward(m, st, x);
+        CHECK(bx_step_status(st) == BX_OK);
+        CHECK_EQ_INT(count_diff(y1, y3), 0);
+        bx_tensor_free(w);
+        bx_tensor_free(sc);
+        bx_tensor_free(zp);
+        bx_tensor_free(b);
+        bx_tensor_free(x);
+        bx_module_free(m);
+    }
+    bx_step_free(st);
+}
+
 int main(void) {
     bx_set_num_threads(1);
+    test_one_channel();
     test_torch_cases();
     test_convert_conv();
     test_groups_same();
