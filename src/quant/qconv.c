@@ -292,7 +292,7 @@ static void qconv_ref(const qconv_impl *q, const bx_module *m, const uint8_t *x,
  * and kernel row i, the 4 bytes at (oh*sh + i*dh, ow*sw) are broadcast and
  * multiplied with the row's taps (zero weights past KW, so the extra bytes
  * add nothing) by VNNI dot products into O/16 int32 vectors, which are
- * requantised in registers (bx__rq16, exact fallback per pixel) and written
+ * requantised in registers (bx__rq16; lanes near a tie exactly) and written
  * channels-last. Gives the integers of the oneDNN path. */
 static void qconv_direct(const qconv_impl *q, const uint8_t *src, uint8_t *y, int64_t N, int64_t Hp, int64_t Wp,
                          int64_t KH, int64_t O, int64_t OH, int64_t OW) {
@@ -309,7 +309,6 @@ static void qconv_direct(const qconv_impl *q, const uint8_t *src, uint8_t *y, in
         tv[b] = _mm512_loadu_ps(r->m + O + 16 * b);
     }
     const __m512 zo = _mm512_set1_ps(r->zo), lo = _mm512_set1_ps(r->lo - r->zo), hi = _mm512_set1_ps(255.0f - r->zo);
-    int32_t zeros[64] = {0}, tmp[64];
     for (int64_t n = 0; n < N; n++)
         for (int64_t oh = 0; oh < OH; oh++) {
             const uint8_t *row = src + (n * Hp + oh * sh) * Wp;
@@ -324,12 +323,16 @@ static void qconv_direct(const qconv_impl *q, const uint8_t *src, uint8_t *y, in
                     __m512i xb = _mm512_set1_epi32(v);
                     for (int b = 0; b < nb; b++) a[b] = _mm512_dpbusd_epi32(a[b], xb, wv[i][b]);
                 }
-                __mmask16 bad = 0;
-                for (int b = 0; b < nb; b++)
-                    bad |= bx__rq16(a[b], mv[b], crv[b], tv[b], lo, hi, zo, yr + ow * O + 16 * b, 0xFFFF);
-                if (bad) {
-                    for (int b = 0; b < nb; b++) _mm512_storeu_si512(tmp + 16 * b, a[b]);
-                    bx__requant_row_exact(r, tmp, zeros, yr + ow * O, O);
+                for (int b = 0; b < nb; b++) {
+                    unsigned bad = bx__rq16(a[b], mv[b], crv[b], tv[b], lo, hi, zo, yr + ow * O + 16 * b, 0xFFFF);
+                    if (bad) { /* the lanes near a tie, exactly */
+                        int32_t tmp[16];
+                        _mm512_storeu_si512(tmp, a[b]);
+                        for (; bad; bad &= bad - 1) {
+                            int l = __builtin_ctz(bad);
+                            yr[ow * O + 16 * b + l] = bx__requant_one(r, tmp[l], 16 * b + l);
+                        }
+                    }
                 }
             }
         }

@@ -98,6 +98,8 @@ static inline __mmask16 bx__rq16(__m512i a, __m512 m, __m512 c, __m512 tol0, __m
 bool bx__requant_row_fast(const bx__requant *r, const int32_t *acc, const int32_t *corr, uint8_t *y, int64_t O);
 /* Exact row (F5 in double). */
 void bx__requant_row_exact(const bx__requant *r, const int32_t *acc, const int32_t *corr, uint8_t *y, int64_t O);
+/* One exact lane (F5 in double): a = acc - corr of output channel o. */
+uint8_t bx__requant_one(const bx__requant *r, int64_t a, int64_t o);
 /* Requantises rows [0, rows) of acc (rows x O), fast with exact fallback. */
 void bx__requant_rows(const bx__requant *r, const int32_t *acc, const int32_t *corr, uint8_t *y, int64_t rows,
                       int64_t O, bool fast);

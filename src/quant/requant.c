@@ -3,6 +3,8 @@
  * with a lane near a rounding tie, redone in double. */
 #include "quant/quant_int.h"
 
+#include <math.h>
+
 bool bx__requant_row_fast(const bx__requant *r, const int32_t *restrict acc, const int32_t *restrict corr,
                           uint8_t *restrict y, int64_t O) {
     int bad = 0;
@@ -34,6 +36,14 @@ void bx__requant_row_exact(const bx__requant *r, const int32_t *acc, const int32
     }
 }
 
+uint8_t bx__requant_one(const bx__requant *r, int64_t a, int64_t o) {
+    double v = (double)a * r->sx * r->sw[o] + r->bias[o];
+    double q = nearbyint(v / r->so) + (double)r->zo;
+    q = q < (double)r->lo ? (double)r->lo : q;
+    q = q > 255.0 ? 255.0 : q;
+    return (uint8_t)(int32_t)q;
+}
+
 void bx__requant_rows(const bx__requant *r, const int32_t *acc, const int32_t *corr, uint8_t *y, int64_t rows,
                       int64_t O, bool fast) {
 #ifdef BX__RQ_AVX512
@@ -42,14 +52,16 @@ void bx__requant_rows(const bx__requant *r, const int32_t *acc, const int32_t *c
         for (int64_t p = 0; p < rows; p++) {
             const int32_t *ap = acc + p * O;
             uint8_t *yp = y + p * O;
-            __mmask16 bad = 0;
             for (int64_t o = 0; o < O; o += 16) {
                 __mmask16 k = O - o >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (O - o)) - 1u);
                 __m512i a = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, ap + o), _mm512_maskz_loadu_epi32(k, corr + o));
-                bad |= bx__rq16(a, _mm512_maskz_loadu_ps(k, r->m + o), _mm512_maskz_loadu_ps(k, r->c + o),
-                                _mm512_maskz_loadu_ps(k, r->m + O + o), lo, hi, zo, yp + o, k);
+                unsigned bad = bx__rq16(a, _mm512_maskz_loadu_ps(k, r->m + o), _mm512_maskz_loadu_ps(k, r->c + o),
+                                        _mm512_maskz_loadu_ps(k, r->m + O + o), lo, hi, zo, yp + o, k);
+                for (; bad; bad &= bad - 1) { /* the lanes near a tie, exactly */
+                    int64_t l = o + __builtin_ctz(bad);
+                    yp[l] = bx__requant_one(r, (int64_t)ap[l] - corr[l], l);
+                }
             }
-            if (bad) bx__requant_row_exact(r, ap, corr, yp, O);
         }
         return;
     }
