@@ -181,9 +181,12 @@ static bx_tensor *qflat_forward(bx_module *m, bx_step *st, bx_tensor *x) {
         if (bx_is_poison(y)) return y;
         const uint8_t *xp = x->data;
         uint8_t *yp = y->data;
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t p = 0; p < HW; p++)
-                for (int64_t c = 0; c < C; c++) yp[(n * C + c) * HW + p] = xp[(n * HW + p) * C + c];
+        for (int64_t n = 0; n < N; n++) /* per image (in cache): contiguous writes */
+            for (int64_t c = 0; c < C; c++) {
+                const uint8_t *xc = xp + n * HW * C + c;
+                uint8_t *yc = yp + (n * C + c) * HW;
+                for (int64_t p = 0; p < HW; p++) yc[p] = xc[p * C];
+            }
         x = y;
     }
     return bx_flatten(st, x, f->sd, f->ed);

@@ -86,7 +86,7 @@ static inline __mmask16 bx__rq16(__m512i a, __m512 m, __m512 c, __m512 tol0, __m
     t = _mm512_min_ps(_mm512_max_ps(t, lo), hi);
     __m512 q = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 d = _mm512_abs_ps(_mm512_sub_ps(t, q));
-    __m512 tol = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(4e-6f), _mm512_abs_ps(am)), tol0);
+    __m512 tol = _mm512_fmadd_ps(_mm512_set1_ps(4e-6f), _mm512_abs_ps(am), tol0); /* the bound; its own rounding is immaterial */
     __mmask16 bad = _mm512_mask_cmp_ps_mask(k, d, _mm512_sub_ps(_mm512_set1_ps(0.5f), tol), _CMP_GT_OQ);
     _mm_mask_storeu_epi8(y, k, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_add_ps(q, zo))));
     return bad;

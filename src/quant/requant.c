@@ -49,6 +49,30 @@ void bx__requant_rows(const bx__requant *r, const int32_t *acc, const int32_t *c
 #ifdef BX__RQ_AVX512
     if (fast) { /* bx__requant_row_fast 16 lanes at a time (the tail masked) */
         const __m512 zo = _mm512_set1_ps(r->zo), lo = _mm512_set1_ps(r->lo - r->zo), hi = _mm512_set1_ps(255.0f - r->zo);
+        if (O % 16 == 0 && O <= 64) { /* whole blocks: the channel constants stay in registers */
+            const int nb = (int)(O / 16);
+            __m512i cv[4];
+            __m512 mv[4], crv[4], tv[4];
+            for (int b = 0; b < nb; b++) {
+                cv[b] = _mm512_loadu_si512(corr + 16 * b);
+                mv[b] = _mm512_loadu_ps(r->m + 16 * b);
+                crv[b] = _mm512_loadu_ps(r->c + 16 * b);
+                tv[b] = _mm512_loadu_ps(r->m + O + 16 * b);
+            }
+            for (int64_t p = 0; p < rows; p++) {
+                const int32_t *ap = acc + p * O;
+                uint8_t *yp = y + p * O;
+                for (int b = 0; b < nb; b++) {
+                    __m512i a = _mm512_sub_epi32(_mm512_loadu_si512(ap + 16 * b), cv[b]);
+                    unsigned bad = bx__rq16(a, mv[b], crv[b], tv[b], lo, hi, zo, yp + 16 * b, 0xFFFF);
+                    for (; bad; bad &= bad - 1) { /* the lanes near a tie, exactly */
+                        int64_t l = 16 * b + __builtin_ctz(bad);
+                        yp[l] = bx__requant_one(r, (int64_t)ap[l] - corr[l], l);
+                    }
+                }
+            }
+            return;
+        }
         for (int64_t p = 0; p < rows; p++) {
             const int32_t *ap = acc + p * O;
             uint8_t *yp = y + p * O;
