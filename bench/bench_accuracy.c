@@ -13,7 +13,8 @@
  * (strict): both sides start from the same weights. --dump-order writes the
  * training order the Trainer's shuffled loader will use (epochs x N int32,
  * little-endian, no header) and exits, so PyTorch can follow the same order;
- * the run checks the first batch of every epoch against it.
+ * the run checks the first batch of every epoch against it. Every training
+ * step's loss is printed too (the trajectories are compared step by step).
  *
  * Epoch time is on_train_epoch_start -> on_train_epoch_end of a callback
  * placed first (training batches only: there is no validation loader; the
@@ -28,7 +29,6 @@
 #include <unistd.h>
 
 #define MAX_EPOCHS 64
-#define FIRST_LOSSES 10
 
 static double now_ms(void) {
     struct timespec ts;
@@ -45,8 +45,8 @@ typedef struct acc_model {
     bx_module *net;
     double lr, momentum;
     int64_t correct, seen; /* test_step counts */
-    double first_loss[FIRST_LOSSES]; /* the first training steps' losses */
-    int nfirst;
+    float *losses; /* every training step's loss */
+    int nloss, cap;
 } acc_model;
 
 static bx_module *m_module(void *self) { return ((acc_model *)self)->net; }
@@ -71,7 +71,7 @@ static bx_status m_train(void *self, bx_step *st, const bx_batch *b, int64_t i) 
     acc_model *m = self;
     bx_tensor *loss = bx_cross_entropy(st, bx_module_forward(m->net, st, b->x), b->y, NULL);
     bx_status s = bx_log_metric(st, "train_loss", loss, BX_LOG_PROG_BAR);
-    if (s == BX_OK && m->nfirst < FIRST_LOSSES) m->first_loss[m->nfirst++] = bx_get(loss, 0);
+    if (s == BX_OK && m->nloss < m->cap) m->losses[m->nloss++] = (float)bx_get(loss, 0);
     return s != BX_OK ? s : bx_step_set_loss(st, loss);
 }
 
@@ -268,7 +268,9 @@ int main(int argc, char **argv) {
 
     char root[] = "/tmp/blixt-bench-acc-XXXXXX";
     if (!mkdtemp(root)) die("mkdtemp");
-    acc_model m = {net, lr, momentum, 0, 0, {0}, 0};
+    acc_model m = {net, lr, momentum, 0, 0, NULL, 0, (int)(bx_loader_len(tl) * epochs)};
+    m.losses = malloc(sizeof(float) * (size_t)m.cap);
+    if (!m.losses) die("losses");
     timer tm = {0};
     tm.order = order;
     tm.N = N;
@@ -298,8 +300,8 @@ int main(int argc, char **argv) {
            model, threads, epochs, (double)m.correct / (double)m.seen, (long long)m.correct, (long long)m.seen,
            train_loss);
     for (int i = 0; i < tm.n; i++) printf("%s%.1f", i ? ", " : "", tm.epoch_ms[i]);
-    printf("], \"first_losses\": [");
-    for (int i = 0; i < m.nfirst; i++) printf("%s%.8g", i ? ", " : "", m.first_loss[i]);
+    printf("], \"losses\": [");
+    for (int i = 0; i < m.nloss; i++) printf("%s%.8g", i ? ", " : "", m.losses[i]);
     printf("], \"fit_ms\": %.1f, \"test_ms\": %.1f, \"load_ms\": %.1f, \"same_init\": %s, \"order_mismatch\": %lld}\n",
            fit_ms, test_ms, load_ms, init ? "true" : "false", (long long)tm.order_mismatch);
     bx_trainer_free(tr);
@@ -312,6 +314,7 @@ int main(int argc, char **argv) {
     bx_dataset_free(train);
     bx_dataset_free(test);
     free(order);
+    free(m.losses);
     return 0;
 usage:
     fprintf(stderr,

@@ -125,7 +125,7 @@ def torch_worker(a):
     net = build_torch(a.model)
     net.load_state_dict(read_safetensors(a.init), strict=True)
     opt = torch.optim.SGD(net.parameters(), lr=a.lr, momentum=a.momentum)
-    epoch_ms, first = [], []
+    epoch_ms, losses = [], []
     net.train()
     f0 = time.perf_counter()
     for e in range(a.epochs):
@@ -138,8 +138,7 @@ def torch_worker(a):
             loss = F.cross_entropy(net(xb), yb)
             loss.backward()
             opt.step()
-            if len(first) < 10:
-                first.append(float(loss))
+            losses.append(float(loss))
         epoch_ms.append((time.perf_counter() - t0) * 1e3)
     fit_ms = (time.perf_counter() - f0) * 1e3
     net.eval()
@@ -151,7 +150,7 @@ def torch_worker(a):
     test_ms = (time.perf_counter() - t0) * 1e3
     print(json.dumps({"impl": "pytorch", "model": a.model, "threads": a.threads, "epochs": a.epochs,
                       "test_acc": correct / xt.shape[0], "test_correct": correct, "test_n": xt.shape[0],
-                      "train_loss_last": float(loss), "epoch_ms": [round(v, 1) for v in epoch_ms], "first_losses": first,
+                      "train_loss_last": float(loss), "epoch_ms": [round(v, 1) for v in epoch_ms], "losses": losses,
                       "fit_ms": round(fit_ms, 1), "test_ms": round(test_ms, 1), "load_ms": round(load_ms, 1),
                       "same_init": True}))
 
@@ -168,7 +167,7 @@ def main():
     ap.add_argument("--only", default="mlp,cnn")
     ap.add_argument("--mlp-epochs", type=int, default=5)
     ap.add_argument("--cnn-epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--momentum", type=float, default=0.9)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0, help="torch.manual_seed for the initial weights")
@@ -215,15 +214,25 @@ def main():
             if b.get("order_mismatch"):
                 raise SystemExit(f"{model}: Blixt's batches did not follow the dumped order")
             be, pe = mean(b["epoch_ms"]), mean(p["epoch_ms"])
-            # the same first steps: same init, data, order, loss and update
-            loss_rel = max(abs(x - y) / abs(y) for x, y in zip(b["first_losses"], p["first_losses"]))
+            # step by step: the same first steps (same init, data, order, loss and update), then the
+            # float rounding differences grow; a bug would show as a jump or a lasting bias
+            bl, pl = b.pop("losses"), p.pop("losses")
+            rel = [abs(x - y) / max(abs(y), 1e-12) for x, y in zip(bl, pl)]
+            loss_rel = max(rel[:10])
+            spe = len(bl) // epochs
+            trace = {f"step_{k}": max(rel[k - 1:k + 9]) for k in (10, 30, 100, 300, 1000, 3000) if k + 9 <= len(rel)}
+            mean_last = {"blixt": mean(bl[-spe:]), "pytorch": mean(pl[-spe:])}
             row = {"model": model, "threads": t, "epochs": epochs, "blixt": b, "pytorch": p,
                    "acc_diff_points": 100 * (b["test_acc"] - p["test_acc"]),
-                   "first_losses_max_rel_diff": loss_rel,
+                   "first_losses_max_rel_diff": loss_rel, "loss_rel_diff_by_step": trace,
+                   "mean_loss_last_epoch": mean_last,
                    "blixt_epoch_ms": be, "pytorch_epoch_ms": pe, "ratio": be / pe}
             rows.append(row)
             print(f"{model} threads={t}: blixt {100 * b['test_acc']:.2f}% {be:.0f} ms/epoch, "
-                  f"pytorch {100 * p['test_acc']:.2f}% {pe:.0f} ms/epoch", file=sys.stderr, flush=True)
+                  f"pytorch {100 * p['test_acc']:.2f}% {pe:.0f} ms/epoch; loss rel diff by step "
+                  + ", ".join(f"{k[5:]}: {v:.1e}" for k, v in trace.items())
+                  + f"; mean loss last epoch {mean_last['blixt']:.4f} vs {mean_last['pytorch']:.4f}",
+                  file=sys.stderr, flush=True)
     load_end = os.getloadavg()
 
     print(f"\nFashion-MNIST, SGD lr {a.lr} momentum {a.momentum}, batch {a.batch}, same initial weights and "
