@@ -12,7 +12,7 @@
 
 #define NP(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-extern const bx__class bx__model_mlp, bx__model_lenet, bx__model_resnet;
+extern const bx__class bx__model_mlp, bx__model_lenet, bx__model_resnet, bx__model_cnn;
 extern const bx__class bx__data_fashion_mnist, bx__data_mnist, bx__data_idx, bx__data_csv;
 
 static const char *str_or_null(const bx_state *a, const char *k) { return bx__arg_str(a, k); }
@@ -602,7 +602,7 @@ static const bx__class *const LOGGERS[] = {&LG_CSV, &LG_TB, NULL};
 static const bx__class *const OPTIMIZERS[] = {&OPT_SGD, &OPT_ADAM, &OPT_ADAMW, &OPT_RMS, NULL};
 static const bx__class *const SCHEDULERS[] = {&SC_STEP, &SC_MSTEP, &SC_EXP, &SC_COS, &SC_COSWR,
                                               &SC_LIN, &SC_ONE, &SC_PLAT, &SC_SWA, NULL};
-static const bx__class *const MODELS[] = {&bx__model_mlp, &bx__model_lenet, &bx__model_resnet, NULL};
+static const bx__class *const MODELS[] = {&bx__model_mlp, &bx__model_lenet, &bx__model_resnet, &bx__model_cnn, NULL};
 static const bx__class *const DATA[] = {&bx__data_fashion_mnist, &bx__data_mnist, &bx__data_idx, &bx__data_csv,
                                         NULL};
 

@@ -295,6 +295,28 @@ static void test_fit_and_more(void) {
     /* LeNet and ResNet build and run a few batches */
     CHECK_OK(cli(NULL, "fit", "--model=LeNet", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"));
     CHECK_OK(cli(NULL, "fit", "--model=ResNet", "--model.widths=[4, 8]", "--trainer.fast_dev_run=1"));
+    /* CNN: by default exactly bench/'s network (conv 32, conv 64, fc 128, fc 10: 421642 parameters) */
+    {
+        CHECK_OK(cli(NULL, "fit", "--model=CNN", "--trainer.fast_dev_run=1", NULL));
+        bx__build_ctx ctx;
+        memset(&ctx, 0, sizeof ctx);
+        bx_rng_init(&ctx.rng, 1);
+        const bx__class *c = bx__registry_find(BX_KIND_MODEL, "CNN");
+        bx_state *args = NULL;
+        CHECK(c && bx__params_resolve(c->params, c->nparams, NULL, "model.init_args", &args) == BX_OK);
+        bx__model_out mo = {NULL};
+        if (c && args) CHECK_OK(c->build(c, args, "model.init_args", &ctx, &mo));
+        bx_named_tensors *ps = mo.module ? bx_module_named_parameters(mo.module) : NULL;
+        int64_t n = 0;
+        for (int i = 0; ps && i < ps->n; i++) n += bx_numel(ps->tensors[i]);
+        CHECK_EQ_INT(n, 32 * 9 + 32 + 64 * 32 * 9 + 64 + 64 * 7 * 7 * 128 + 128 + 128 * 10 + 10);
+        CHECK(ps && ps->n == 8 && !strcmp(ps->names[0], "conv1.weight") && !strcmp(ps->names[6], "fc2.weight"));
+        bx_named_tensors_free(ps);
+        bx_module_free(mo.module);
+        bx_state_free(args);
+        CHECK_ERR(cli(NULL, "fit", "--model=CNN", "--model.kernel_size=4", NULL), BX_ERR_INVALID,
+                  "model.init_args.kernel_size: got 4");
+    }
     rm_rf("logs");
 }
 
