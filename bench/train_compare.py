@@ -160,6 +160,12 @@ def mean(v):
     return sum(v) / len(v)
 
 
+def rel_trace(a, b):
+    """Largest relative difference of two loss trajectories in 10-step windows from steps 1, 10, 30, ..."""
+    rel = [abs(x - y) / max(abs(y), 1e-12) for x, y in zip(a, b)]
+    return {f"step_{k}": max(rel[k - 1:k + 9]) for k in (1, 10, 30, 100, 300, 1000, 3000) if k + 9 <= len(rel)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -195,7 +201,7 @@ def main():
     if not os.path.exists(blixt):
         raise SystemExit(f"{blixt} not found: build the project first")
     tmp = tempfile.mkdtemp(prefix="blixt-train-compare-")
-    rows = []
+    rows, losses = [], {}
     load = os.getloadavg()
     t_start = time.time()
     for model in [m for m in a.only.split(",") if m]:
@@ -217,10 +223,10 @@ def main():
             # step by step: the same first steps (same init, data, order, loss and update), then the
             # float rounding differences grow; a bug would show as a jump or a lasting bias
             bl, pl = b.pop("losses"), p.pop("losses")
-            rel = [abs(x - y) / max(abs(y), 1e-12) for x, y in zip(bl, pl)]
-            loss_rel = max(rel[:10])
+            losses[(model, t, "blixt")], losses[(model, t, "pytorch")] = bl, pl
+            trace = rel_trace(bl, pl)
+            loss_rel = trace["step_1"]
             spe = len(bl) // epochs
-            trace = {f"step_{k}": max(rel[k - 1:k + 9]) for k in (10, 30, 100, 300, 1000, 3000) if k + 9 <= len(rel)}
             mean_last = {"blixt": mean(bl[-spe:]), "pytorch": mean(pl[-spe:])}
             row = {"model": model, "threads": t, "epochs": epochs, "blixt": b, "pytorch": p,
                    "acc_diff_points": 100 * (b["test_acc"] - p["test_acc"]),
@@ -230,7 +236,7 @@ def main():
             rows.append(row)
             print(f"{model} threads={t}: blixt {100 * b['test_acc']:.2f}% {be:.0f} ms/epoch, "
                   f"pytorch {100 * p['test_acc']:.2f}% {pe:.0f} ms/epoch; loss rel diff by step "
-                  + ", ".join(f"{k[5:]}: {v:.1e}" for k, v in trace.items())
+                  + ", ".join(f"{k[5:]}: {v:.1e}" for k, v in trace.items() if k != "step_1")
                   + f"; mean loss last epoch {mean_last['blixt']:.4f} vs {mean_last['pytorch']:.4f}",
                   file=sys.stderr, flush=True)
     load_end = os.getloadavg()
@@ -248,14 +254,18 @@ def main():
               f"{r['pytorch_epoch_ms']:>11.0f} {r['ratio']:>6.2f} {r['first_losses_max_rel_diff']:>12.1e}")
     # noise baseline: the same implementation at two thread counts (other rounding, same everything else)
     noise = {}
+    ths = sorted({r["threads"] for r in rows})
     for m in sorted({r["model"] for r in rows}):
         for impl in ("blixt", "pytorch"):
             accs = [r[impl]["test_acc"] for r in rows if r["model"] == m]
             if len(accs) > 1:
-                noise[f"{m}/{impl}"] = 100 * (max(accs) - min(accs))
-    if noise:
-        print("rounding noise (same implementation, accuracy spread over thread counts, points): " +
-              ", ".join(f"{k} {v:.2f}" for k, v in noise.items()))
+                a, b = losses[(m, ths[0], impl)], losses[(m, ths[-1], impl)]
+                noise[f"{m}/{impl}"] = {"acc_spread_points": 100 * (max(accs) - min(accs)),
+                                        "bitwise_same_losses": a == b, "loss_rel_diff_by_step": rel_trace(a, b)}
+    for k, v in noise.items():
+        tr = ", ".join(f"{s[5:]}: {x:.1e}" for s, x in v["loss_rel_diff_by_step"].items() if s != "step_1")
+        print(f"rounding noise {k} at {ths[0]} vs {ths[-1]} threads: accuracy spread {v['acc_spread_points']:.2f} "
+              f"points; " + ("bitwise identical losses" if v["bitwise_same_losses"] else f"loss rel diff by step {tr}"))
     print(f"accuracy within 0.5 point: {'yes' if ok else 'NO'}; load average {load[0]:.2f} at start, "
           f"{load_end[0]:.2f} at end; {time.time() - t_start:.0f} s")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
