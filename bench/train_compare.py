@@ -259,11 +259,11 @@ def main():
         for impl in ("blixt", "pytorch"):
             accs = [r[impl]["test_acc"] for r in rows if r["model"] == m]
             if len(accs) > 1:
-                a, b = losses[(m, ths[0], impl)], losses[(m, ths[-1], impl)]
+                l0, l1 = losses[(m, ths[0], impl)], losses[(m, ths[-1], impl)]
                 noise[f"{m}/{impl}"] = {"acc_spread_points": 100 * (max(accs) - min(accs)),
-                                        "bitwise_same_losses": a == b, "loss_rel_diff_by_step": rel_trace(a, b)}
+                                        "bitwise_same_losses": l0 == l1, "loss_rel_diff_by_step": rel_trace(l0, l1)}
     for k, v in noise.items():
-        tr = ", ".join(f"{s[5:]}: {x:.1e}" for s, x in v["loss_rel_diff_by_step"].items() if s != "step_1")
+        tr = ", ".join(f"{st[5:]}: {x:.1e}" for st, x in v["loss_rel_diff_by_step"].items() if st != "step_1")
         print(f"rounding noise {k} at {ths[0]} vs {ths[-1]} threads: accuracy spread {v['acc_spread_points']:.2f} "
               f"points; " + ("bitwise identical losses" if v["bitwise_same_losses"] else f"loss rel diff by step {tr}"))
     print(f"accuracy within 0.5 point: {'yes' if ok else 'NO'}; load average {load[0]:.2f} at start, "
