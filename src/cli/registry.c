@@ -469,10 +469,13 @@ static bx_status one_cycle_total(const bx_state *a, const char *where, const bx_
     bool per_step = !strcmp(bx__arg_str(a, "interval"), "step");
     int64_t freq = bx__arg_int(a, "frequency") < 1 ? 1 : bx__arg_int(a, "frequency"), n = 0;
     const char *why = NULL;
-    char wb[160];
+    char wb[256];
     if (ctx && ctx->trainer) {
         if (per_step) {
-            if (bx_trainer_estimated_stepping_batches(ctx->trainer, &n) != BX_OK) why = bx_errmsg();
+            if (bx_trainer_estimated_stepping_batches(ctx->trainer, &n) != BX_OK) {
+                snprintf(wb, sizeof wb, "%s", bx_errmsg()); /* bx__error below rewrites the message buffer */
+                why = wb;
+            }
         } else {
             n = bx_trainer_max_epochs(ctx->trainer);
             if (n < 1) why = "max_epochs is -1 (no epoch count)";
