@@ -196,7 +196,8 @@ bx_status bx_qconfig_default(const char *backend, bx_qconfig *out);
  * adds children weight_fake_quant (weight options, reparametrising `weight`
  * so every forward uses fake_quant(weight)) and activation_post_process
  * (activation options, applied to the output by a forward hook; after a
- * ReLU when fuse_relu). Errors: BX_ERR_INVALID (another module type,
+ * ReLU when fuse_relu). For observer_only entries (bx_qconfig_default) the
+ * children are the bare observers: the forward stays float. Errors: BX_ERR_INVALID (another module type,
  * already prepared), BX_ERR_NOMEM. */
 bx_status bx_qat_prepare_layer(bx_module *m, const bx_qconfig *qc, bool fuse_relu);
 /* True when m was prepared by bx_qat_prepare_layer; *relu (optional) tells
