@@ -1,35 +1,27 @@
-/* 07_qat_int8.c - quantization-aware training, then int8 inference.
+/* 07_qat_int8.c - quantization-aware training with the
+ * QuantizationAwareTraining callback, then int8 inference.
  *
  *   blixt-ex-07-qat-int8 [--data DIR] [--epochs N]
  *
- * There is no QAT callback yet, so this uses the quantization engine
- * (quant.h, docs/quantization-engine.md) directly, as torch.ao does:
- *   1. build quant -> fc1 -> relu -> fc2 -> dequant and prepare it for QAT
- *      (fake-quantised weights and activations; fc1+relu fused);
- *   2. train it with the Trainer like any model (01's ops table);
- *   3. convert: Quantize -> QuantizedLinearReLU -> QuantizedLinear ->
- *      DeQuantize, int8 weights with u8 activations (oneDNN u8 x s8 matmul);
- *   4. save it, load it back and compare its test accuracy with the
- *      fake-quantised float model's. */
+ *   1. a model whose forward calls its layers by name (the callback adds
+ *      "quant"/"dequant" children to the root, so the root must not be a
+ *      Sequential);
+ *   2. fit it with the QuantizationAwareTraining callback (qat.h): it fuses
+ *      fc1+relu, trains with fake-quantised weights and activations, and at
+ *      the end of fit converts the model in place to int8 layers
+ *      (QuantizedLinearReLU, QuantizedLinear: u8 activations, s8 weights);
+ *   3. test the int8 model with the same Trainer (float in, float out);
+ *   4. save it as an int8 file, load it back and check its accuracy.
+ * bench/bench_qat.c measures the same path on the full data set. */
 #include "example_common.h"
 
-/* Test accuracy of `net` (any module mapping (N,784) f32 -> (N,10) f32). */
-static double accuracy(bx_module *net, bx_loader *test) {
-    bx_step *st = bx_step_new();
-    bx_batch b;
-    double ok = 0, n = 0;
-    bx_module_train(net, false);
-    bx_no_grad_push(st);
-    for (int64_t i = 0; i < bx_loader_len(test); i++) {
-        if (bx_loader_batch(test, st, i, &b) != BX_OK) break;
-        ok += ex_accuracy(bx_module_forward(net, st, b.x), b.y) * (double)b.size;
-        n += (double)b.size;
-        bx_step_reset(st);
-    }
-    bx_no_grad_pop(st);
-    bx_step_free(st);
-    return n > 0 ? ok / n : 0.0;
+// x (N,784) -> logits (N,10)
+static bx_tensor *net_forward(bx_module *m, bx_step *st, bx_tensor *x) {
+    x = bx_module_forward(bx_module_child(m, "fc1"), st, x);
+    x = bx_module_forward(bx_module_child(m, "relu"), st, x);
+    return bx_module_forward(bx_module_child(m, "fc2"), st, x);
 }
+static const bx_module_type NET = {"Net", net_forward, NULL, NULL, NULL, NULL};
 
 int main(int argc, char **argv) {
     ex_args a;
@@ -39,52 +31,60 @@ int main(int argc, char **argv) {
     EX_CHECK(ex_dataset(a.data, "t10k", &test_ds));
     bx_loader *train = ex_loader(train_ds, true), *test = ex_loader(test_ds, false);
 
-    /* ---- 1: the float model, prepared for QAT (fbgemm/x86 qconfig) ---- */
-    bx_qconfig qc;
-    EX_CHECK(bx_qconfig_default_qat("x86", 1, &qc));
+    /* ---- 1: the float model ---- */
     bx_rng rng;
     bx_rng_init(&rng, 0);
-    bx_module *net = bx_nn_sequential(); /* children run in the order added */
-    EX_CHECK(bx_module_add_child(net, "quant", bx_qat_quant_stub(&qc)));
+    bx_module *net = bx_module_new(&NET, NULL);
     EX_CHECK(bx_module_add_child(net, "fc1", bx_nn_linear(784, 128, true, &rng)));
     EX_CHECK(bx_module_add_child(net, "relu", bx_nn_relu()));
     EX_CHECK(bx_module_add_child(net, "fc2", bx_nn_linear(128, 10, true, &rng)));
-    EX_CHECK(bx_module_add_child(net, "dequant", bx_qat_dequant_stub()));
-    EX_CHECK(bx_qat_fuse_linear_relu(net, "fc1", "relu", &qc));
-    EX_CHECK(bx_qat_prepare_layer(bx_module_find(net, "fc2"), &qc, false));
-
-    /* ---- 2: train with the Trainer (observers learn the ranges as it goes) ---- */
     ex_classifier cls = {net, 1e-3};
     bx_model model = {&EX_CLASSIFIER_OPS, &cls};
+
+    /* ---- 2: QAT with the callback; int8 at the end of fit ---- */
+    bx_qat_fuse_group fuse[1] = {{{"fc1", "relu", NULL}}};
+    bx_qat_opts qo = BX_QAT_OPTS_INIT;
+    qo.qconfig = "x86";
+    qo.modules_to_fuse = fuse;
+    qo.num_modules_to_fuse = 1;
+    bx_callback *qat = bx_qat_callback_new(&qo);
+    if (!qat) EX_CHECK(BX_ERR_INVALID);
     bx_trainer_opts o = ex_trainer_opts("runs/07", a.epochs);
     o.enable_checkpointing = false;
-    bx_trainer *tr = bx_trainer_new(&o);
+    o.callbacks = &qat;
+    o.num_callbacks = 1;
+    bx_trainer *tr = bx_trainer_new(&o); /* owns the callback */
     if (!tr) EX_CHECK(BX_ERR_INVALID);
     EX_CHECK(bx_trainer_fit(tr, &model, train, test, NULL));
-    bx_trainer_free(tr);
-    double acc_fq = accuracy(net, test);
+    double acc_fq = 0, acc_int8 = 0;
+    bx_trainer_metric(tr, "val_acc", &acc_fq); /* the fake-quantised model, last epoch */
+    printf("after fit: fc1 is a %s, fc2 a %s\n", bx_module_type_name(bx_module_child(net, "fc1")),
+           bx_module_type_name(bx_module_child(net, "fc2")));
 
-    /* ---- 3: convert to a real int8 model (a new module; net is unchanged) ---- */
-    bx_module *q;
-    EX_CHECK(bx_quant_convert(net, &q));
-    double scale;
-    int64_t zp;
-    bx_quant_module_qparams(bx_module_child_at(q, 0, NULL), &scale, &zp);
-    printf("input quantised as u8 with scale %.5f, zero point %lld\n", scale, (long long)zp);
+    /* ---- 3: test the int8 model ---- */
+    EX_CHECK(bx_trainer_test(tr, &model, test, NULL));
+    bx_trainer_metric(tr, "test_acc", &acc_int8);
+    printf("test accuracy: fake-quantised %.3f, int8 %.3f\n", acc_fq, acc_int8);
 
-    /* ---- 4: save, load back, run int8 inference ---- */
-    EX_CHECK(bx_quant_save(q, "model.int8.safetensors"));
-    bx_module *q2;
-    EX_CHECK(bx_quant_load("model.int8.safetensors", &q2));
-    double acc_int8 = accuracy(q2, test);
-    printf("test accuracy: fake-quantised float %.3f, int8 %.3f\n", acc_fq, acc_int8);
+    /* ---- 4: an int8 file: quant -> fc1 -> fc2 -> dequant ---- */
+    bx_module *seq = bx_nn_sequential(), *loaded = NULL;
+    static const char *const order[] = {"quant", "fc1", "fc2", "dequant"};
+    for (int i = 0; i < 4; i++) EX_CHECK(bx_sequential_append(seq, bx_module_clone(bx_module_child(net, order[i]))));
+    EX_CHECK(bx_quant_save(seq, "model.int8.safetensors"));
+    EX_CHECK(bx_quant_load("model.int8.safetensors", &loaded));
+    cls.net = loaded; /* the same LightningModule, now on the loaded int8 Sequential */
+    EX_CHECK(bx_trainer_test(tr, &model, test, NULL));
+    double acc_loaded = 0;
+    bx_trainer_metric(tr, "test_acc", &acc_loaded);
+    printf("loaded int8 file: test accuracy %.3f\n", acc_loaded);
 
-    bx_module_free(q);
-    bx_module_free(q2);
+    bx_trainer_free(tr); /* frees the callback: after the last forward of net */
+    bx_module_free(loaded);
+    bx_module_free(seq);
     bx_module_free(net);
     bx_loader_free(train);
     bx_loader_free(test);
     bx_dataset_free(train_ds);
     bx_dataset_free(test_ds);
-    return 0;
+    return acc_loaded == acc_int8 ? 0 : 1;
 }

@@ -331,6 +331,9 @@ bx_module *bx_nn_identity(void);
 /* Pools; o NULL = BX_POOL2D_OPTS_INIT (kernel 2, stride = kernel). */
 bx_module *bx_nn_max_pool2d(const bx_pool2d_opts *o);
 bx_module *bx_nn_avg_pool2d(const bx_pool2d_opts *o);
+/* The options of a MaxPool2d or AvgPool2d module as given (stride 0 = kernel
+ * size). BX_ERR_INVALID for another type. */
+bx_status bx_pool2d_get_opts(const bx_module *m, bx_pool2d_opts *out);
 bx_module *bx_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w);
 /* Flatten(start_dim, end_dim); PyTorch's defaults are (1, -1). */
 bx_module *bx_nn_flatten(int start_dim, int end_dim);

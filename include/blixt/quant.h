@@ -234,30 +234,42 @@ bx_module *bx_dequantize_new(double scale, int64_t zero_point);
 bx_module *bx_quantized_linear_new(const bx_tensor *w_int8, const bx_tensor *w_scale,
                                    const bx_tensor *w_zp, const bx_tensor *bias, double in_scale,
                                    int64_t in_zp, double out_scale, int64_t out_zp, bool relu);
-/* QuantizedConv2d[ReLU]: u8 (N,C,H,W) -> u8 (N,O,H',W'), groups 1 and
- * explicit padding (o NULL = BX_CONV2D_OPTS_INIT); w_int8 i8 (O,C,kh,kw),
- * the rest as bx_quantized_linear_new. Computed as im2col (padding = the
- * input zero point) + the quantized linear kernel. NULL + BX_ERR_SHAPE /
- * BX_ERR_UNSUPPORTED (groups, padding='same'). */
+/* QuantizedConv2d[ReLU]: u8 (N,C,H,W) -> u8 (N,O,H',W'), any groups,
+ * explicit padding or padding='same' (stride 1; the odd extra on the end,
+ * as torch), stride, dilation (o NULL = BX_CONV2D_OPTS_INIT); w_int8 i8
+ * (O,C/groups,kh,kw), the rest as bx_quantized_linear_new. Padding is the
+ * input zero point (the quantized 0). With all weight zero points 0 it runs
+ * a cached oneDNN u8s8->s32 convolution on a channels-last copy of the input
+ * and returns a channels-last tensor (a permuted view; QuantizedMaxPool2d,
+ * QuantizedConv2d and the int8 Flatten take it as is); otherwise a plain C
+ * kernel (same integers, NCHW output). NULL + BX_ERR_SHAPE (weight, scales)
+ * / BX_ERR_INVALID (groups not dividing O, 'same' with stride > 1, bad
+ * stride/padding/dilation or qparams). */
 bx_module *bx_quantized_conv2d_new(const bx_tensor *w_int8, const bx_tensor *w_scale, const bx_tensor *w_zp,
                                    const bx_tensor *bias, const bx_conv2d_opts *o, double in_scale, int64_t in_zp,
                                    double out_scale, int64_t out_zp, bool relu);
+/* QuantizedMaxPool2d: u8 (N,C,H,W) -> u8 (N,C,H',W'), the maximum integer of
+ * each window (padding never wins; exact, as torch's quantized max_pool2d),
+ * the input's qparams kept. o NULL = BX_POOL2D_OPTS_INIT. A channels-last
+ * input (what QuantizedConv2d returns) gives a channels-last output.
+ * Caller owns; NULL + BX_ERR_INVALID on bad options. */
+bx_module *bx_quantized_max_pool2d_new(const bx_pool2d_opts *o);
 /* The qparams of an int8 module: a Quantize's or QuantizedLinear's output,
  * a DeQuantize's input. False for other modules. */
 bool bx_quant_module_qparams(const bx_module *m, double *scale, int64_t *zero_point);
 /* Integer reference of a quantized linear's output (no oneDNN), for
  * checks: writes u8 (N,out) into y from u8 x (N,in). */
 bx_status bx_quantized_linear_reference(const bx_module *ql, const bx_tensor *x, bx_tensor *y);
-/* Selects the kernel of every quantized linear: true = oneDNN (default),
- * false = the plain C reference. For measurements and checks. */
+/* Selects the kernel of a QuantizedLinear or QuantizedConv2d: true = oneDNN
+ * (default), false = the plain C reference. For measurements and checks. */
 void bx_quantized_linear_use_onednn(bx_module *ql, bool on);
 
 /* Converts a prepared QAT model whose forward runs its children in order
  * (a Sequential, or a user module like torch's QuantStub -> fc1 -> relu ->
  * fc2 -> DeQuantStub) made of QuantStub, prepared Linear / Conv2d layers,
- * Flatten, Identity/Dropout and DeQuantStub, into a new int8 Sequential of
- * Quantize / QuantizedLinear[ReLU] / QuantizedConv2d[ReLU] / Flatten /
- * DeQuantize (torch convert()): each
+ * MaxPool2d, Flatten, Identity/Dropout and DeQuantStub, into a new int8
+ * Sequential of Quantize / QuantizedLinear[ReLU] / QuantizedConv2d[ReLU] /
+ * QuantizedMaxPool2d / Flatten / DeQuantize (torch convert()): each
  * weight fake-quant observes the weight once more, weights are quantised
  * with its F2 qparams (float32 reciprocal, nearbyint, clamp), output qparams
  * come from the activation observers (F2). The QAT model is left unchanged

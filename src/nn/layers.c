@@ -336,6 +336,14 @@ static bx_module *new_pool(const bx_module_type *t, const bx_pool2d_opts *o) {
 }
 
 bx_module *bx_nn_max_pool2d(const bx_pool2d_opts *o) { return new_pool(&maxpool_type, o); }
+
+bx_status bx_pool2d_get_opts(const bx_module *m, bx_pool2d_opts *out) {
+    if (!m || (m->type != &maxpool_type && m->type != &avgpool_type))
+        return bx__error(BX_ERR_INVALID, "pool2d_get_opts: module '%s' is not a MaxPool2d or AvgPool2d",
+                         bx_module_type_name(m));
+    *out = ((const pool_impl *)m->impl)->o;
+    return BX_OK;
+}
 bx_module *bx_nn_avg_pool2d(const bx_pool2d_opts *o) { return new_pool(&avgpool_type, o); }
 
 bx_module *bx_nn_adaptive_avg_pool2d(int64_t out_h, int64_t out_w) {

@@ -9,6 +9,7 @@
  *                  (zp + nearbyint(w*(1/scale)), clamped to the observer's
  *                  range), the output qparams are the activation observer's F2;
  *   prepared Conv2d[+ReLU] -> QuantizedConv2d[ReLU] (same rules);
+ *   MaxPool2d -> QuantizedMaxPool2d (max of the integers, same qparams);
  *   Flatten -> Flatten (a reshape of the quint8 tensor);
  *   Identity, Dropout -> dropped (identity at inference);
  *   DeQuantStub -> DeQuantize(the previous layer's output qparams).
@@ -16,7 +17,8 @@
  * safetensors plus metadata "blixt.quant.layers", a JSON list with one
  * object per layer: {"type": "Quantize"|"DeQuantize", "scale", "zero_point"}
  * or {"type": "QuantizedLinear[ReLU]", "relu": bool}, conv layers with
- * "stride"/"padding"/"dilation" pairs, Flatten with "start_dim"/"end_dim". */
+ * "stride"/"padding"/"dilation" pairs, "groups" and "padding_same", QuantizedMaxPool2d with "kernel"/
+ * "stride"/"padding"/"dilation" pairs and "ceil_mode", Flatten with "start_dim"/"end_dim". */
 #include "quant/quant_int.h"
 #include "blixt/safetensors.h"
 
@@ -141,10 +143,14 @@ bx_status bx_quant_convert(bx_module *qat_seq, bx_module **out) {
             else bx__error(rc, "convert: layer '%s': %s", name, bx_errmsg());
         } else if (is_type(c, "Identity") || is_type(c, "Dropout")) {
             continue;
+        } else if (is_type(c, "MaxPool2d")) { /* on the integers, qparams unchanged */
+            bx_pool2d_opts po;
+            rc = bx_pool2d_get_opts(c, &po);
+            if (rc == BX_OK) q = bx_quantized_max_pool2d_new(&po);
         } else if (is_type(c, "Flatten")) { /* a reshape: works on quint8 as is */
             int sd = 1, ed = -1;
             flatten_dims(c, &sd, &ed);
-            q = bx_nn_flatten(sd, ed);
+            q = bx__quant_flatten_new(sd, ed);
         } else if (bx__is_dequant_stub(c)) {
             q = bx_dequantize_new(cur_s, cur_z);
             have_q = false;
@@ -192,6 +198,16 @@ bx_status bx_quant_save(const bx_module *qmodel, const char *path) {
             json_object_set_new(o, "stride", json_pack("[ii]", co.stride[0], co.stride[1]));
             json_object_set_new(o, "padding", json_pack("[ii]", co.padding[0], co.padding[1]));
             json_object_set_new(o, "dilation", json_pack("[ii]", co.dilation[0], co.dilation[1]));
+            json_object_set_new(o, "groups", json_integer(co.groups));
+            json_object_set_new(o, "padding_same", json_boolean(co.padding_same));
+        } else if (bx__is_quantized_max_pool2d(c)) {
+            bx_pool2d_opts po;
+            bx__quantized_max_pool2d_opts(c, &po);
+            json_object_set_new(o, "kernel", json_pack("[ii]", po.kernel[0], po.kernel[1]));
+            json_object_set_new(o, "stride", json_pack("[ii]", po.stride[0], po.stride[1]));
+            json_object_set_new(o, "padding", json_pack("[ii]", po.padding[0], po.padding[1]));
+            json_object_set_new(o, "dilation", json_pack("[ii]", po.dilation[0], po.dilation[1]));
+            json_object_set_new(o, "ceil_mode", json_boolean(po.ceil_mode));
         } else if (is_type(c, "Flatten")) {
             int sdim = 1, ed = -1;
             flatten_dims(c, &sdim, &ed);
@@ -246,8 +262,22 @@ bx_status bx_quant_load(const char *path, bx_module **out) {
             int64_t z = json_integer_value(json_object_get(o, "zero_point"));
             m = type[0] == 'Q' ? bx_quantize_new(s, z) : bx_dequantize_new(s, z);
             if (!m) rc = bx__error(BX_ERR_FORMAT, "quant load '%s': layer %zu: %s", path, i, bx_errmsg());
+        } else if (strcmp(type, "QuantizedMaxPool2d") == 0) {
+            bx_pool2d_opts po = BX_POOL2D_OPTS_INIT;
+            static const char *const keys[4] = {"kernel", "stride", "padding", "dilation"};
+            int *dst[4] = {po.kernel, po.stride, po.padding, po.dilation};
+            for (int j = 0; j < 4; j++) {
+                json_t *a = json_object_get(o, keys[j]);
+                if (json_array_size(a) == 2) {
+                    dst[j][0] = (int)json_integer_value(json_array_get(a, 0));
+                    dst[j][1] = (int)json_integer_value(json_array_get(a, 1));
+                }
+            }
+            po.ceil_mode = json_is_true(json_object_get(o, "ceil_mode"));
+            m = bx_quantized_max_pool2d_new(&po);
+            if (!m) rc = bx__error(BX_ERR_FORMAT, "quant load '%s': layer %zu: %s", path, i, bx_errmsg());
         } else if (strcmp(type, "Flatten") == 0) {
-            m = bx_nn_flatten((int)json_integer_value(json_object_get(o, "start_dim")),
+            m = bx__quant_flatten_new((int)json_integer_value(json_object_get(o, "start_dim")),
                               (int)json_integer_value(json_object_get(o, "end_dim")));
             if (!m) rc = bx__error(BX_ERR_FORMAT, "quant load '%s': layer %zu: %s", path, i, bx_errmsg());
         } else if (strncmp(type, "QuantizedLinear", 15) == 0 || strncmp(type, "QuantizedConv2d", 15) == 0) {
@@ -272,6 +302,9 @@ bx_status bx_quant_load(const char *path, bx_module **out) {
                             dst[j][1] = (int)json_integer_value(json_array_get(a, 1));
                         }
                     }
+                    json_t *g = json_object_get(o, "groups");
+                    if (json_is_integer(g)) co.groups = (int)json_integer_value(g);
+                    co.padding_same = json_is_true(json_object_get(o, "padding_same"));
                     m = bx_quantized_conv2d_new(wq, ws, wz, bias, &co, bx_get(is, 0), (int64_t)bx_get(iz, 0),
                                                 bx_get(sc, 0), (int64_t)bx_get(zp, 0), relu);
                 } else {

@@ -69,18 +69,16 @@ static bx_tensor *dequantize_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     if (x->dtype != BX_U8)
         return bx_step_fail(st, BX_ERR_SHAPE, "dequantize: x %s must be u8, not %s", bx_shape_str(x, b, sizeof b),
                             bx_dtype_name(x->dtype));
+    x = bx_contiguous(st, x); /* e.g. a channels-last conv output */
+    if (bx_is_poison(x)) return x;
     bx_tensor *y = bx_step_tensor(st, BX_F32, x->ndim, x->shape);
     if (bx_is_poison(y)) return y;
     int64_t n = bx_numel(x);
     float *yp = y->data;
     float s = (float)q->scale, z = (float)q->zp;
-    if (bx_is_contiguous(x)) {
-        const uint8_t *xp = x->data;
+    const uint8_t *xp = x->data;
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) yp[i] = ((float)xp[i] - z) * s;
-    } else {
-        for (int64_t i = 0; i < n; i++) yp[i] = ((float)bx_get(x, i) - z) * s;
-    }
+    for (int64_t i = 0; i < n; i++) yp[i] = ((float)xp[i] - z) * s;
     return y;
 }
 
@@ -122,6 +120,9 @@ typedef struct ql_impl {
     double *sw;               /* [out] weight scale per output (per-tensor broadcast) */
     int64_t *zw;              /* [out] weight zero point per output */
     double *bias;             /* [out] bias as double (0 without) */
+    bool fast_rq;             /* every zw 0 and K small: bx__requant_rows */
+    int32_t *corr;            /* [out] zx*wsum */
+    bx__requant rq;
     int64_t M;                /* batch rows the primitive was made for (0 = none) */
     dnnl_primitive_t prim;
     dnnl_primitive_desc_t pd;
@@ -137,6 +138,11 @@ static void ql_reset_cache(ql_impl *q) {
     q->sw = NULL;
     q->zw = NULL;
     q->bias = NULL;
+    bx__free(q->corr);
+    bx__free(q->rq.m);
+    bx__free(q->rq.c);
+    q->corr = NULL;
+    q->rq.m = q->rq.c = NULL;
     bx__free(q->wpacked);
     if (q->prim) dnnl_primitive_destroy(q->prim);
     if (q->pd) dnnl_primitive_desc_destroy(q->pd);
@@ -266,6 +272,7 @@ bx_module *bx_quantized_linear_new(const bx_tensor *w_int8, const bx_tensor *w_s
 }
 
 void bx_quantized_linear_use_onednn(bx_module *ql, bool on) {
+    if (bx__is_quantized_conv2d(ql)) bx__quantized_conv2d_use_onednn(ql, on);
     if (!bx__is_quantized_linear(ql)) return;
     ql_impl *q = bx_module_impl(ql);
     ql_reset_cache(q);
@@ -285,7 +292,13 @@ static bx_status ql_prepare(bx_module *m, ql_impl *q) {
     q->sw = bx__malloc(sizeof(double) * n);
     q->zw = bx__malloc(sizeof(int64_t) * n);
     q->bias = bx__malloc(sizeof(double) * n);
-    if (!q->wsum || !q->sw || !q->zw || !q->bias) return bx__error(BX_ERR_NOMEM, "QuantizedLinear: out of memory");
+    q->corr = bx__malloc(sizeof(int32_t) * n);
+    q->rq.m = bx__malloc(sizeof(float) * 2 * n); /* m, then tol */
+    q->rq.c = bx__malloc(sizeof(float) * n);
+    if (!q->wsum || !q->sw || !q->zw || !q->bias || !q->corr || !q->rq.m || !q->rq.c)
+        return bx__error(BX_ERR_NOMEM, "QuantizedLinear: out of memory");
+    const int64_t zx = (int64_t)bx_get(bx_module_buffer(m, "input_zero_point"), 0);
+    bool zw_zero = true;
     const int8_t *wp = w->data;
     bool per_channel = bx_numel(ws) != 1;
     for (int64_t o = 0; o < O; o++) {
@@ -295,7 +308,17 @@ static bx_status ql_prepare(bx_module *m, ql_impl *q) {
         q->sw[o] = bx_get(ws, per_channel ? o : 0);
         q->zw[o] = (int64_t)bx_get(wz, per_channel ? o : 0);
         q->bias[o] = bias ? bx_get(bias, o) : 0.0;
+        q->corr[o] = (int32_t)(zx * s); /* used only when K is small (below) */
+        if (q->zw[o] != 0) zw_zero = false;
     }
+    q->rq.sw = q->sw;
+    q->rq.bias = q->bias;
+    q->rq.sx = bx_get(bx_module_buffer(m, "input_scale"), 0);
+    q->rq.so = bx_get(bx_module_buffer(m, "scale"), 0);
+    q->rq.zo = (float)bx_get(bx_module_buffer(m, "zero_point"), 0);
+    q->rq.lo = q->relu ? q->rq.zo : 0.0f;
+    bx__requant_init(&q->rq, O);
+    q->fast_rq = zw_zero && K < 30000; /* |acc - zx*wsum| <= 2*255*128*K fits int32 */
     q->ready = true;
     return BX_OK;
 }
@@ -431,7 +454,8 @@ static bx_tensor *ql_forward(bx_module *m, bx_step *st, bx_tensor *x) {
         }
     }
     if (!done) ql_gemm_ref(x->data, w->data, acc, M, K, O);
-    ql_requant(m, q, x->data, acc, y->data, M, K, O);
+    if (q->fast_rq) bx__requant_rows(&q->rq, acc, q->corr, y->data, M, O, true);
+    else ql_requant(m, q, x->data, acc, y->data, M, K, O);
     return y;
 }
 

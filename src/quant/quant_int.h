@@ -6,6 +6,8 @@
 #include "core/core_int.h"
 #include "nn/nn_int.h"
 
+#include <math.h>
+
 /* Observer impl (the options plus the effective range). */
 typedef struct bx__observer {
     bx_observer_opts o;
@@ -51,7 +53,48 @@ bool bx__is_dequantize(const bx_module *m);
 bool bx__is_quantized_linear(const bx_module *m);
 bool bx__is_quantized_conv2d(const bx_module *m);
 bx_status bx__quantized_conv2d_opts(const bx_module *m, bx_conv2d_opts *o);
+/* Kernel of a QuantizedConv2d: oneDNN (default) or the plain C loop. */
+void bx__quantized_conv2d_use_onednn(bx_module *m, bool on);
+bool bx__is_quantized_max_pool2d(const bx_module *m);
+bx_status bx__quantized_max_pool2d_opts(const bx_module *m, bx_pool2d_opts *o);
+/* Flatten for int8 models (type name "Flatten"): transposes a channels-last
+ * u8 input to NCHW order first. NULL on NOMEM. */
+bx_module *bx__quant_flatten_new(int start_dim, int end_dim);
+/* True when x is a 4-d tensor with channels-last (NHWC) strides. */
+bool bx__is_channels_last(const bx_tensor *x);
+/* New u8 step tensor (N,C,H,W) stored channels-last (a permuted view of an
+ * (N,H,W,C) tensor). Poison on failure. */
+bx_tensor *bx__channels_last_tensor(bx_step *st, int64_t N, int64_t C, int64_t H, int64_t W);
 /* Qparams of an int8 module: Quantize/QuantizedLinear output, DeQuantize input. */
 bool bx__qmodule_out_qparams(const bx_module *m, double *scale, int64_t *zp);
+
+/* ---- F5 requantisation, fast and exact ------------------------------------
+ * yq = clamp(nearbyint((a*sx*sw[o] + bias[o])/so) + zo, lo, 255) in double
+ * (rule F5) is what the int8 layers must produce. The fast form computes
+ * t = a*m[o] + c[o] in float32 (m = sx*sw/so, c = bias/so), clamps it to
+ * [lo-zo, 255-zo] (integers: exact, and no rounding question left there)
+ * and rounds it; its error is below tol = 4e-6*(|a*m| + |c|) + 1e-6, so
+ * wherever the clamped t is farther than tol from a .5 tie the two
+ * roundings agree. Rows with a lane near a tie (about one row in 100) are
+ * redone with the exact double formula. a must fit in int32 (callers check
+ * K*255*255 bounds). */
+typedef struct bx__requant {
+    float *m, *c;      /* [O]; m holds 2*O floats: m, then tol0 = 4e-6*|c| + 1e-6 */
+    double *sw, *bias; /* [O], exact form */
+    double sx, so;
+    float zo, lo;      /* lo = zo with a fused ReLU, else 0 */
+} bx__requant;
+
+/* Fast row: returns true when some lane was near a tie (row must be redone
+ * with bx__requant_row_exact). */
+bool bx__requant_row_fast(const bx__requant *r, const int32_t *acc, const int32_t *corr, uint8_t *y, int64_t O);
+/* Exact row (F5 in double). */
+void bx__requant_row_exact(const bx__requant *r, const int32_t *acc, const int32_t *corr, uint8_t *y, int64_t O);
+/* Requantises rows [0, rows) of acc (rows x O), fast with exact fallback. */
+void bx__requant_rows(const bx__requant *r, const int32_t *acc, const int32_t *corr, uint8_t *y, int64_t rows,
+                      int64_t O, bool fast);
+/* Fills m/c of r from its sw/bias/sx/so (O entries; arrays allocated by the
+ * caller). */
+void bx__requant_init(bx__requant *r, int64_t O);
 
 #endif
