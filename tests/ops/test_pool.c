@@ -273,9 +273,73 @@ static void test_errors(void) {
     bx_step_free(st);
 }
 
+/* The 2x2 stride-2 kernel (with and without a backward) against a plain
+ * scan: many ties and NaNs, odd sizes, ceil_mode's cut windows. The argmax
+ * shows through the gradient (gy = output index + 1). */
+static void test_max_2x2_reference(void) {
+    const int64_t sizes[][2] = {{6, 6}, {7, 5}, {5, 8}, {3, 3}, {9, 33}};
+    uint64_t r = 12345;
+    for (size_t c = 0; c < sizeof sizes / sizeof sizes[0]; c++)
+        for (int ceil_mode = 0; ceil_mode < 2; ceil_mode++) {
+            const int64_t H = sizes[c][0], W = sizes[c][1];
+            int64_t s[4] = {2, 3, H, W};
+            bx_tensor *x = bx_tensor_new(BX_F32, 4, s);
+            float *xd = x->data;
+            for (int64_t i = 0; i < bx_numel(x); i++) {
+                r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+                unsigned v = (unsigned)(r >> 33) % 9;
+                xd[i] = v == 8 ? NAN : (float)(v % 3); /* ties everywhere, some NaN */
+            }
+            bx_param_mark(x);
+            bx_pool2d_opts o = BX_POOL2D_OPTS_INIT;
+            o.kernel[0] = o.kernel[1] = 2;
+            o.stride[0] = o.stride[1] = 2;
+            o.ceil_mode = ceil_mode;
+            const int64_t OH = ceil_mode ? (H + 1) / 2 : H / 2, OW = ceil_mode ? (W + 1) / 2 : W / 2;
+            bx_step *st = bx_step_new();
+            bx_tensor *y = bx_max_pool2d(st, x, &o);
+            CHECK_OK(bx_step_status(st));
+            bx_tensor *y_ng = NULL;
+            bx_no_grad_push(st);
+            y_ng = bx_max_pool2d(st, x, &o);
+            bx_no_grad_pop(st);
+            CHECK(y->shape[2] == OH && y->shape[3] == OW && y_ng->shape[2] == OH);
+            bx_tensor *g = bx_step_tensor(st, BX_F32, 4, y->shape);
+            for (int64_t i = 0; i < bx_numel(g); i++) ((float *)g->data)[i] = (float)(i + 1);
+            bx_param_zero_grad(x);
+            CHECK_OK(bx_backward_with_grad(st, y, g));
+            int bad = 0;
+            float *gref = calloc((size_t)bx_numel(x), sizeof(float));
+            for (int64_t p = 0; p < 6; p++)
+                for (int64_t i = 0; i < OH; i++)
+                    for (int64_t j = 0; j < OW; j++) {
+                        float best = 0;
+                        int64_t bi = -1;
+                        for (int64_t h = 2 * i; h < 2 * i + 2 && h < H; h++)
+                            for (int64_t w = 2 * j; w < 2 * j + 2 && w < W; w++) {
+                                float v = xd[p * H * W + h * W + w];
+                                if (bi < 0 || v > best || v != v) best = v, bi = h * W + w;
+                            }
+                        int64_t o_i = p * OH * OW + i * OW + j;
+                        float got = ((float *)y->data)[o_i], got_ng = ((float *)y_ng->data)[o_i];
+                        if (!(got == best || (got != got && best != best))) bad++;
+                        if (!(got_ng == best || (got_ng != got_ng && best != best))) bad++;
+                        gref[p * H * W + bi] += (float)(o_i + 1);
+                    }
+            for (int64_t i = 0; i < bx_numel(x); i++)
+                if (((float *)x->grad->data)[i] != gref[i]) bad++;
+            if (bad) fprintf(stderr, "max 2x2 %lldx%lld ceil=%d: %d mismatches\n", (long long)H, (long long)W, ceil_mode, bad);
+            CHECK(bad == 0);
+            free(gref);
+            bx_step_free(st);
+            bx_tensor_free(x);
+        }
+}
+
 int main(void) {
     test_max_torch();
     test_max_ties();
+    test_max_2x2_reference();
     test_avg_torch();
     test_gradcheck();
     test_threads();
