@@ -68,8 +68,10 @@ typedef struct bx_qat_opts {
  * Trainer). NULL with the message: BX_ERR_INVALID (unknown qconfig, unknown
  * observer type, negative collect count, COLLECT_FN without a function,
  * unknown collect kind, a fuse group with fewer than 2 paths, unknown stage
- * bits), BX_ERR_UNSUPPORTED (observer_type "histogram" with a preset
- * qconfig: the engine has no HistogramObserver). Fuse groups naming missing
+ * bits). observer_type "histogram" with a preset qconfig uses torch's
+ * post-training qconfig (bx_qconfig_default: HistogramObserver activations,
+ * MinMax weight observers, float training; Lightning's behaviour); with a
+ * custom qconfig the qconfig is used as given. Fuse groups naming missing
  * modules fail the fit at on_fit_start (BX_ERR_NOT_FOUND, naming the
  * path). State (Lightning's): _qconfig, _observer_type,
  * _collect_quantization (null / int / "<callable>"), _modules_to_fuse,

@@ -39,7 +39,8 @@ typedef enum bx_qscheme {
     BX_PER_CHANNEL_AFFINE = 2,
     BX_PER_CHANNEL_SYMMETRIC = 3
 } bx_qscheme;
-typedef enum bx_observer_kind { BX_OBS_MINMAX = 0, BX_OBS_MOVING_AVERAGE = 1 } bx_observer_kind;
+/* BX_OBS_HISTOGRAM: torch's HistogramObserver (per-tensor schemes only). */
+typedef enum bx_observer_kind { BX_OBS_MINMAX = 0, BX_OBS_MOVING_AVERAGE = 1, BX_OBS_HISTOGRAM = 2 } bx_observer_kind;
 
 /* Observer options (torch's observer constructor arguments). When
  * custom_range is false the range is the dtype's ([0,255] / [-128,127], or
@@ -55,9 +56,12 @@ typedef struct bx_observer_opts {
     int ch_axis;               /* per-channel schemes */
     double averaging_constant; /* moving-average kinds: 0.01 */
     float eps;                 /* float32 epsilon 2^-23 */
+    int bins;                  /* histogram kind: 2048 (0 = 2048) */
+    int upsample_rate;         /* histogram kind: 128 (0 = 128) */
 } bx_observer_opts;
 #define BX_OBSERVER_OPTS_INIT \
-    {BX_OBS_MOVING_AVERAGE, BX_QUINT8, BX_PER_TENSOR_AFFINE, false, false, 0, 255, 0, 0.01, 1.1920928955078125e-07f}
+    {BX_OBS_MOVING_AVERAGE, BX_QUINT8, BX_PER_TENSOR_AFFINE, false, false, 0, 255, 0, 0.01, 1.1920928955078125e-07f, \
+     2048, 128}
 
 /* Effective [qmin, qmax] of the options (F2). BX_ERR_INVALID for an empty
  * range or one wider than 256 values. */
@@ -80,10 +84,28 @@ void bx_qparams_fused(float min_val, float max_val, int qmin, int qmax, bool sym
 /* ---- observers ------------------------------------------------------------ */
 /* New observer module (caller owns). Type names as torch: MinMaxObserver,
  * MovingAverageMinMaxObserver, PerChannelMinMaxObserver,
- * MovingAveragePerChannelMinMaxObserver. Buffers: eps (f32 [1]), min_val,
- * max_val (f32 0-d = +inf/-inf for per-tensor; f32 [0] for per-channel until
- * the first batch sets their length). NULL + BX_ERR_INVALID on bad options. */
+ * MovingAveragePerChannelMinMaxObserver, HistogramObserver. Buffers: eps
+ * (f32 [1]), [histogram (f32 [bins], HistogramObserver),] min_val, max_val
+ * (f32 0-d = +inf/-inf for per-tensor; f32 [0] for per-channel until the
+ * first batch sets their length). As modules, observers return their input
+ * unchanged (gradient passes through) after observing it.
+ * NULL + BX_ERR_INVALID on bad options (a per-channel scheme with the
+ * histogram kind, bins < 1, upsample_rate < 1). */
 bx_module *bx_observer_new(const bx_observer_opts *o);
+/* Switches observing in the module forward of a bare observer (Blixt's; a
+ * torch observer always observes): the QAT callback uses it for
+ * observer_enabled_stages when the qconfig holds observers instead of
+ * fake-quants. bx_observer_observe always observes. Fresh observers are
+ * enabled; the flag is not part of the state dict. BX_ERR_INVALID for
+ * another module. */
+bx_status bx_observer_set_enabled(bx_module *obs, bool on);
+/* The flag above (false for another module). */
+bool bx_observer_enabled(const bx_module *obs);
+/* HistogramObserver's _non_linear_param_search on the current histogram:
+ * the clipped range (float32, as torch) that calculate_qparams turns into
+ * qparams with F2. An unobserved observer gives (+inf, -inf). BX_ERR_INVALID
+ * for another module, BX_ERR_STATE for missing buffers. */
+bx_status bx_histogram_observer_search(const bx_module *obs, float *new_min, float *new_max);
 /* True for observer modules. */
 bool bx_module_is_observer(const bx_module *m);
 /* The options of an observer (BX_ERR_INVALID for another module). */
@@ -94,7 +116,9 @@ bx_status bx_observer_get_opts(const bx_module *obs, bx_observer_opts *o);
 bx_status bx_observer_observe(bx_module *obs, const bx_tensor *x);
 /* Qparams from the observer's current state: owned f32 scale and i32 zero
  * point tensors of shape [n] (n = 1 per-tensor, channels per-channel).
- * fused selects F3 (the fused op's formula), else F2. */
+ * fused selects F3 (the fused op's formula), else F2. A HistogramObserver
+ * runs its parameter search first (bx_histogram_observer_search), then F2
+ * (fused is ignored). */
 bx_status bx_observer_qparams(const bx_module *obs, bool fused, bx_tensor **scale, bx_tensor **zp);
 
 /* ---- fake-quantize op ------------------------------------------------------ */
@@ -111,6 +135,10 @@ bx_tensor *bx_fake_quantize_per_channel(bx_step *st, bx_tensor *x, const bx_tens
 typedef struct bx_fake_quant_opts {
     bx_observer_opts observer;
     bool fused; /* FusedMovingAvgObsFakeQuantize (F3 qparams) instead of FakeQuantize (F2) */
+    /* No fake-quant module: QAT preparation puts the bare observer where the
+     * fake-quant would be (torch's post-training qconfig entries are
+     * observers), so training stays float and only gathers statistics. */
+    bool observer_only;
 } bx_fake_quant_opts;
 
 /* New fake-quant module (caller owns): child "activation_post_process" (the
@@ -127,10 +155,11 @@ bool bx_module_is_fake_quant(const bx_module *m);
 /* Switches fake-quant / observing (torch's enable_fake_quant,
  * enable_observer). Errors: BX_ERR_INVALID for another module. */
 bx_status bx_fake_quant_enable(bx_module *fq, bool fake_quant, bool observer);
-/* The observer child (borrowed) or NULL. */
+/* The observer child (borrowed); fq itself when fq is a bare observer (a
+ * post-processing module from an observer_only qconfig entry); else NULL. */
 bx_module *bx_fake_quant_observer(const bx_module *fq);
 /* Qparams convert() uses: the observer's Python formula (F2), owned tensors
- * as bx_observer_qparams. */
+ * as bx_observer_qparams. fq may be a bare observer. */
 bx_status bx_fake_quant_calculate_qparams(const bx_module *fq, bx_tensor **scale, bx_tensor **zp);
 
 /* bx_module_load_state_dict for models holding observers / fake-quants:
@@ -152,13 +181,23 @@ typedef struct bx_qconfig {
  * per-channel symmetric). version 1 = fused modules, 0 = FakeQuantize.
  * Errors: BX_ERR_INVALID (unknown backend or version). */
 bx_status bx_qconfig_default_qat(const char *backend, int version, bx_qconfig *out);
+/* torch.ao.quantization.get_default_qconfig(backend) (the post-training
+ * qconfig; Lightning's QuantizationAwareTraining(observer_type="histogram")):
+ * observer_only entries. "fbgemm" / "x86": activation HistogramObserver
+ * quint8 reduce_range ([0,127]), weight PerChannelMinMaxObserver qint8
+ * per-channel symmetric; "qnnpack": activation HistogramObserver [0,255],
+ * weight MinMaxObserver qint8 per-tensor symmetric; "onednn": activation
+ * HistogramObserver [0,255], weight per-channel. Errors: BX_ERR_INVALID
+ * (unknown backend). */
+bx_status bx_qconfig_default(const char *backend, bx_qconfig *out);
 
 /* ---- QAT preparation --------------------------------------------------------- */
 /* Makes a Linear or Conv2d module a QAT module in place (torch prepare_qat):
  * adds children weight_fake_quant (weight options, reparametrising `weight`
  * so every forward uses fake_quant(weight)) and activation_post_process
  * (activation options, applied to the output by a forward hook; after a
- * ReLU when fuse_relu). Errors: BX_ERR_INVALID (another module type,
+ * ReLU when fuse_relu). For observer_only entries (bx_qconfig_default) the
+ * children are the bare observers: the forward stays float. Errors: BX_ERR_INVALID (another module type,
  * already prepared), BX_ERR_NOMEM. */
 bx_status bx_qat_prepare_layer(bx_module *m, const bx_qconfig *qc, bool fuse_relu);
 /* True when m was prepared by bx_qat_prepare_layer; *relu (optional) tells

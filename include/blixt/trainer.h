@@ -239,6 +239,17 @@ void bx_trainer_set_skip_backward(bx_trainer *tr, bool skip);
 int64_t bx_trainer_log_every_n_steps(const bx_trainer *tr);
 int64_t bx_trainer_num_training_batches(const bx_trainer *tr);
 void bx_trainer_set_num_training_batches(bx_trainer *tr, int64_t n);
+/* Lightning's trainer.estimated_stepping_batches: the optimizer steps the
+ * fit will take, ceil(batches per epoch / accumulate_grad_batches) x
+ * max_epochs, capped by max_steps (batches per epoch: the train loader's
+ * length after limit_train_batches). With max_epochs -1 it is max_steps
+ * (Lightning 1.9.5 would give one epoch's worth there, which a OneCycleLR
+ * sized from it outruns). Usable from configure_optimizers and any hook of
+ * a fit (the train loader is known). The accumulation factor is the one in
+ * effect (a GradientAccumulationScheduler's epoch-0 factor after setup).
+ * Errors (BX_ERR_INVALID): no fit running ("no train loader"), infinite
+ * training (max_epochs -1 and max_steps -1). */
+bx_status bx_trainer_estimated_stepping_batches(const bx_trainer *tr, int64_t *out);
 /* Validation batches of the current run (sum over loaders); -1 unknown. */
 int64_t bx_trainer_num_val_batches(const bx_trainer *tr);
 int64_t bx_trainer_num_sanity_val_batches(const bx_trainer *tr);

@@ -84,24 +84,19 @@ bx_state *bx_progress_bar_get_metrics(const bx_trainer *tr) {
     char buf[64];
     fmt_3g(buf, sizeof buf, bx_trainer_running_loss(tr));
     bx_status s = bx_state_set_string(d, "loss", buf);
-    if (s == BX_OK && bx_trainer_num_loggers(tr) > 0) {
-        /* Lightning's _version: one logger's version, or the distinct ones joined by "_" */
-        char ver[256] = "";
-        bool is_int = bx_trainer_num_loggers(tr) == 1;
-        for (int i = 0; i < bx_trainer_num_loggers(tr); i++) {
-            const char *v = bx_logger_version(bx_trainer_logger(tr, i));
-            if (!v) continue;
-            if (strstr(ver, v)) continue;
-            size_t l = strlen(ver);
-            snprintf(ver + l, sizeof ver - l, "%s%s", l ? "_" : "", v);
-        }
+    const char *ver = bx_trainer_num_loggers(tr) > 0 ? bx_logger_version(bx_trainer_logger(tr, 0)) : NULL;
+    if (s == BX_OK && ver && ver[0]) {
+        /* Lightning 1.9.5: pl_module.logger (the first logger) .version; an
+         * int stays an int, a string shows its last 4 characters. Blixt's
+         * versions are text: digits (an automatic or int version) and
+         * "version_<int>" (the folder name of one) are the int. */
         const char *num = ver;
         if (!strncmp(ver, "version_", 8) && all_digits(ver + 8)) num = ver + 8;
-        if (ver[0] && is_int && all_digits(num)) {
+        if (all_digits(num) && strlen(num) < 19) {
             long long k = 0;
             sscanf(num, "%lld", &k);
             s = bx_state_set_int(d, "v_num", k);
-        } else if (ver[0]) {
+        } else {
             size_t l = strlen(ver);
             s = bx_state_set_string(d, "v_num", l > 4 ? ver + l - 4 : ver);
         }
@@ -187,18 +182,14 @@ static void fmt_num_float(char *buf, size_t n, double v) {
     }
 }
 
-static void fmt_str_padded(char *buf, size_t n, const char *s) {
+/* tqdm's set_postfix formats numbers only: a string value is shown as it
+ * is, stripped of surrounding spaces (Lightning's loss text "0.5", a text
+ * v_num "on_3"), never padded like a float. */
+static void fmt_str(char *buf, size_t n, const char *s) {
+    while (*s == ' ') s++;
     snprintf(buf, n, "%s", s);
-    if (strchr(buf, 'e')) return;
-    char *end;
-    (void)strtod(buf, &end);
-    bool numeric = end != buf && *end == '\0';
     size_t l = strlen(buf);
-    if (!strchr(buf, '.') && l < 5) {
-        if (!numeric) return;
-        if (l + 1 < n) strcat(buf, "."), l++;
-    }
-    while (l < 5 && l + 1 < n) buf[l++] = '0', buf[l] = '\0';
+    while (l > 0 && buf[l - 1] == ' ') buf[--l] = '\0';
 }
 
 static void set_postfix(pbar *p, tbar *b, const bx_trainer *tr) {
@@ -210,7 +201,7 @@ static void set_postfix(pbar *p, tbar *b, const bx_trainer *tr) {
         const bx_state *v = bx_state_value_at(m, i);
         char val[96];
         switch (bx_state_typeof(v)) {
-        case BX_STATE_STRING: fmt_str_padded(val, sizeof val, bx_state_get_string(v)); break;
+        case BX_STATE_STRING: fmt_str(val, sizeof val, bx_state_get_string(v)); break;
         case BX_STATE_INT: snprintf(val, sizeof val, "%lld", (long long)bx_state_get_int(v)); break;
         default: fmt_num_float(val, sizeof val, bx_state_get_float(v)); break;
         }

@@ -8,8 +8,10 @@
  *    collect trigger holds) and a post hook (dequant, when the pre hook
  *    quantised this call). Done once (Lightning's __module_prepared).
  *  on_{train,validation,test,predict}_start: when the stage is not in
- *    observer_enabled_stages, remember every fake-quant's observer flag and
- *    disable observing; the matching *_end restores the flags. The sanity
+ *    observer_enabled_stages, remember every fake-quant's observer flag
+ *    (and every bare observer's enabled flag: observer_type "histogram"
+ *    prepares observers, not fake-quants) and disable observing; the
+ *    matching *_end restores the flags. The sanity
  *    check keeps observing (Lightning: per-channel observers need a batch to
  *    size their qparams).
  *  on_fit_end: quantize_on_fit_end -> eval + in-place conversion (the
@@ -31,8 +33,8 @@
     } while (0)
 
 typedef struct fq_flag {
-    bx_module *fq;
-    bool fake_quant, observer;
+    bx_module *fq; /* a fake-quant, or a bare observer (observer_type "histogram") */
+    bool fake_quant, observer, bare;
 } fq_flag;
 
 typedef struct qat {
@@ -197,9 +199,22 @@ static bx_status disable_observers(qat *q) {
     bx_status s = q->saved ? BX_OK : BX_ERR_NOMEM;
     for (int i = 0; i < mods->n && s == BX_OK; i++) {
         bx_module *m = mods->modules[i];
+        if (bx_module_is_observer(m)) {
+            /* a bare observer (post-training qconfig) observes in its module
+             * forward unless disabled; a fake-quant's observer ignores the
+             * flag (the fake-quant's observer_enabled gates it), so setting
+             * it there too is harmless */
+            fq_flag *f = &q->saved[q->nsaved++];
+            f->fq = m;
+            f->bare = true;
+            f->observer = bx_observer_enabled(m);
+            s = bx_observer_set_enabled(m, false);
+            continue;
+        }
         if (!bx_module_is_fake_quant(m)) continue;
         fq_flag *f = &q->saved[q->nsaved++];
         f->fq = m;
+        f->bare = false;
         f->fake_quant = bx_get(bx_module_buffer(m, "fake_quant_enabled"), 0) != 0;
         f->observer = bx_get(bx_module_buffer(m, "observer_enabled"), 0) != 0;
         s = bx_fake_quant_enable(m, f->fake_quant, false);
@@ -213,6 +228,10 @@ static bx_status restore_observers(qat *q) {
     if (!q->have_saved || q->converted) return BX_OK;
     for (int i = 0; i < q->nsaved; i++) {
         bx_module *m = q->saved[i].fq;
+        if (q->saved[i].bare) {
+            BX__TRY_Q(bx_observer_set_enabled(m, q->saved[i].observer));
+            continue;
+        }
         bool fqe = bx_get(bx_module_buffer(m, "fake_quant_enabled"), 0) != 0;
         BX__TRY_Q(bx_fake_quant_enable(m, fqe, q->saved[i].observer));
     }
@@ -380,6 +399,12 @@ static bx_status q_state_dict(void *self, bx_trainer *tr, bx_state *out) {
  * (the model structure is rebuilt from this callback's options). */
 static bx_status q_load_before_model(void *self, bx_trainer *tr, const bx_state *st) {
     qat *q = self;
+    const bx_state *ov = bx_state_get(st, "_observer_type");
+    if (ov && bx_state_typeof(ov) == BX_STATE_STRING && strcmp(bx_state_get_string(ov), q->observer_type) != 0)
+        return bx__error(BX_ERR_INVALID,
+                         "QuantizationAwareTraining: checkpoint was trained with observer_type '%s', this callback "
+                         "uses '%s'",
+                         bx_state_get_string(ov), q->observer_type);
     const bx_state *v = bx_state_get(st, "_qconfig");
     if (v && bx_state_typeof(v) == BX_STATE_STRING && strcmp(bx_state_get_string(v), q->qconfig_name) != 0)
         return bx__error(BX_ERR_INVALID,
@@ -442,12 +467,9 @@ bx_callback *bx_qat_callback_new(const bx_qat_opts *o) {
                       name);
             return NULL;
         }
-        if (!strcmp(ot, "histogram")) {
-            bx__error(BX_ERR_UNSUPPORTED,
-                      "QuantizationAwareTraining: observer_type 'histogram' needs a HistogramObserver, which the "
-                      "quantization engine does not have; use 'average' or a custom qconfig");
-            return NULL;
-        }
+        /* Lightning: "histogram" -> get_default_qconfig(backend): observers
+         * only (HistogramObserver activations, MinMax weights), float training */
+        if (!strcmp(ot, "histogram") && bx_qconfig_default(o->qconfig, &qc) != BX_OK) return NULL;
     } else {
         qc = *o->custom_qconfig;
     }

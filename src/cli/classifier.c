@@ -30,7 +30,7 @@ static bx_status cls_configure(void *self, bx_trainer *tr, bx_optim_config *cfg)
     if (s != BX_OK) return s;
     bx_sched_config sc = BX_SCHED_CONFIG_INIT;
     if (c->sched) {
-        s = bx__build_scheduler(c->sched, o, &sc);
+        s = bx__build_scheduler(c->sched, o, tr, NULL, &sc);
         if (s != BX_OK) {
             bx_optimizer_free(o);
             return s;

@@ -111,6 +111,8 @@ struct bx__build_ctx {
     int64_t seed;
     bx__data *data;       /* built before the model */
     bx_rng rng;           /* model initialisation */
+    bx_trainer *trainer;  /* schedulers: the Trainer of the fit (NULL before it runs) */
+    const bx_state *trainer_cfg; /* schedulers: the resolved trainer section (or NULL) */
 };
 
 /* Output objects of the builders (void *out above points to one of these). */
@@ -132,8 +134,14 @@ bx_model bx__classifier_model(bx__classifier *c);
 /* Builds the optimizer of a resolved {class_path, init_args} for params. */
 bx_status bx__build_optimizer(const bx_state *spec, bx_tensor *const *params, int n,
                               bx_optimizer **out);
-/* Builds the scheduler config of a resolved {class_path, init_args}. */
-bx_status bx__build_scheduler(const bx_state *spec, bx_optimizer *opt, bx_sched_config *out);
+/* Builds the scheduler config of a resolved {class_path, init_args}.
+ * Values a scheduler infers from the run (OneCycleLR's total_steps from the
+ * Trainer's estimated stepping batches) come from tr during a fit
+ * (configure_optimizers); with tr NULL (the check before anything runs) they
+ * get a placeholder after checking, from the resolved trainer config
+ * `trainer_cfg`, that they can be inferred. */
+bx_status bx__build_scheduler(const bx_state *spec, bx_optimizer *opt, bx_trainer *tr,
+                              const bx_state *trainer_cfg, bx_sched_config *out);
 
 /* ---- model summary ------------------------------------------------------------ */
 /* Lightning's ModelSummary table of m's direct children (max_depth 1):

@@ -34,6 +34,13 @@ static const bx__param TRAINER_PARAMS[] = {
     {"enable_model_summary", BX_P_BOOL, "true", NULL},
     {"fast_dev_run", BX_P_INT | BX_P_BOOL, "false", NULL},
     {"num_threads", BX_P_INT, "0", NULL},
+    /* LightningCLI configs carry these; only the values meaning what Blixt
+     * does (one CPU process, float32) are accepted (check_hardware) */
+    {"accelerator", BX_P_ANY, "null", NULL},
+    {"strategy", BX_P_ANY, "null", NULL},
+    {"devices", BX_P_ANY, "null", NULL},
+    {"num_nodes", BX_P_ANY, "1", NULL},
+    {"precision", BX_P_ANY, "32", NULL},
     {"logger", BX_P_ANY, "true", NULL},
     {"callbacks", BX_P_ANY, "null", NULL},
 };
@@ -271,6 +278,51 @@ static bx_status resolve_spec_list(bx__kind kind, const bx_state *v, const char 
     return BX_OK;
 }
 
+/* The hardware flags of Lightning's Trainer: accelerator cpu/auto, strategy
+ * auto/single_device, devices 1/"1"/auto/[0], num_nodes 1, precision
+ * 32/"32"/"32-true" (null = the default everywhere). Anything else is an
+ * error naming the key, the value and what Blixt accepts. */
+static bool is_str(const bx_state *v, const char *a, const char *b, const char *c) {
+    if (bx_state_typeof(v) != BX_STATE_STRING) return false;
+    const char *s = bx_state_get_string(v);
+    return !strcmp(s, a) || (b && !strcmp(s, b)) || (c && !strcmp(s, c));
+}
+static bool is_int(const bx_state *v, int64_t k) {
+    return bx_state_typeof(v) == BX_STATE_INT && bx_state_get_int(v) == k;
+}
+static bx_status check_hardware(const bx_state *t) {
+    char vb[300];
+    const bx_state *v = bx_state_get(t, "accelerator");
+    if (bx_state_typeof(v) != BX_STATE_NULL && !is_str(v, "cpu", "auto", NULL))
+        return bx__error(BX_ERR_INVALID, "trainer.accelerator: got %s, expected 'cpu', 'auto' or null: "
+                                         "not supported: Blixt trains on the CPU",
+                         bx__node_text(v, vb, sizeof vb));
+    v = bx_state_get(t, "strategy");
+    if (bx_state_typeof(v) != BX_STATE_NULL && !is_str(v, "auto", "single_device", NULL))
+        return bx__error(BX_ERR_INVALID, "trainer.strategy: got %s, expected 'auto', 'single_device' or null: "
+                                         "not supported: Blixt trains in one process (trainer.num_threads sets "
+                                         "its CPU threads)",
+                         bx__node_text(v, vb, sizeof vb));
+    v = bx_state_get(t, "devices");
+    bool one_list = bx_state_typeof(v) == BX_STATE_LIST && bx_state_len(v) == 1 && is_int(bx_state_at(v, 0), 0);
+    if (bx_state_typeof(v) != BX_STATE_NULL && !is_int(v, 1) && !is_str(v, "1", "auto", NULL) && !one_list)
+        return bx__error(BX_ERR_INVALID, "trainer.devices: got %s, expected 1, '1', 'auto', [0] or null: "
+                                         "not supported: Blixt trains on one device in one process "
+                                         "(trainer.num_threads sets its CPU threads)",
+                         bx__node_text(v, vb, sizeof vb));
+    v = bx_state_get(t, "num_nodes");
+    if (!is_int(v, 1))
+        return bx__error(BX_ERR_INVALID, "trainer.num_nodes: got %s, expected 1: not supported: Blixt trains on "
+                                         "one machine",
+                         bx__node_text(v, vb, sizeof vb));
+    v = bx_state_get(t, "precision");
+    if (bx_state_typeof(v) != BX_STATE_NULL && !is_int(v, 32) && !is_str(v, "32", "32-true", NULL))
+        return bx__error(BX_ERR_INVALID, "trainer.precision: got %s, expected 32, '32' or '32-true': "
+                                         "not supported: Blixt trains in float32",
+                         bx__node_text(v, vb, sizeof vb));
+    return BX_OK;
+}
+
 static bx_status set_or_fail(bx_state *d, const char *k, bx_state *v) {
     if (!v) return bx__error(BX_ERR_NOMEM, "config: out of memory");
     return bx_state_set(d, k, v);
@@ -311,6 +363,7 @@ bx_status bx__config_resolve(const bx_state *raw, bx_state **out) {
     if (s == BX_OK) s = bx__params_resolve(TRAINER_PARAMS, NP(TRAINER_PARAMS), bx_state_get(raw, "trainer"), "trainer", &tr);
     if (s == BX_OK) s = bx_state_set(r, "trainer", tr);
     else bx_state_free(tr);
+    if (s == BX_OK) s = check_hardware(tr);
     if (s == BX_OK) {
         bx_state *cbs = NULL;
         s = resolve_spec_list(BX_KIND_CALLBACK, bx_state_get(tr, "callbacks"), "trainer.callbacks", &cbs);

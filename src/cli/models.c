@@ -16,6 +16,7 @@ static bx_tensor *chain_forward(bx_module *m, bx_step *st, bx_tensor *x) {
 static const bx_module_type MLP_TYPE = {"MLP", chain_forward, NULL, NULL, NULL, NULL};
 static const bx_module_type LENET_TYPE = {"LeNet", chain_forward, NULL, NULL, NULL, NULL};
 static const bx_module_type RESNET_TYPE = {"ResNet", chain_forward, NULL, NULL, NULL, NULL};
+static const bx_module_type CNN_TYPE = {"CNN", chain_forward, NULL, NULL, NULL, NULL};
 
 static int64_t sample_numel(const bx__data *d) {
     int64_t n = 1;
@@ -149,6 +150,73 @@ static bx_status build_lenet(const bx__class *c, const bx_state *a, const char *
 }
 const bx__class bx__model_lenet = {BX_KIND_MODEL, "LeNet", LENET_PARAMS, NP(LENET_PARAMS),
                                    "LeNet-5 style CNN: 2 conv+pool, 3 linear", build_lenet};
+
+/* ---- CNN ------------------------------------------------------------------------ */
+/* Per entry of channels: conv<i> (kernel_size, padding k/2), relu<i>, pool<i>
+ * (max 2x2); then flatten, fc1 (-> hidden), relu, fc2 (-> classes). The
+ * default is the CNN of bench/ (c32-pool-c64-pool-fc128-fc10). */
+static const bx__param CNN_PARAMS[] = {
+    {"channels", BX_P_INTS, "[32, 64]", NULL},
+    {"hidden", BX_P_INT, "128", NULL},
+    {"kernel_size", BX_P_INT, "3", NULL},
+    {"num_classes", BX_P_INT | BX_P_NULL, "null", NULL},
+    {"dropout", BX_P_FLOAT, "0.0", NULL},
+};
+static bx_status build_cnn(const bx__class *c, const bx_state *a, const char *where, bx__build_ctx *ctx, void *out) {
+    const bx_state *ch = bx_state_get(a, "channels");
+    size_t ns = bx_state_len(ch);
+    int64_t hidden = bx__arg_int(a, "hidden"), k = bx__arg_int(a, "kernel_size"), nc = classes(a, ctx);
+    if (ns < 1 || ns > 6) return bx__error(BX_ERR_INVALID, "%s.channels: got %zu layers, expected 1 to 6", where, ns);
+    for (size_t i = 0; i < ns; i++)
+        if (bx_state_get_int(bx_state_at(ch, i)) < 1)
+            return bx__error(BX_ERR_INVALID, "%s.channels[%zu]: got %lld, expected >= 1", where, i,
+                             (long long)bx_state_get_int(bx_state_at(ch, i)));
+    if (hidden < 1) return bx__error(BX_ERR_INVALID, "%s.hidden: got %lld, expected >= 1", where, (long long)hidden);
+    if (k < 1 || k % 2 == 0)
+        return bx__error(BX_ERR_INVALID, "%s.kernel_size: got %lld, expected an odd size >= 1 (padding k/2 keeps H, W)",
+                         where, (long long)k);
+    if (nc < 1) return bx__error(BX_ERR_INVALID, "%s.num_classes: got %lld, expected >= 1", where, (long long)nc);
+    double p = bx__arg_float(a, "dropout");
+    if (!(p >= 0 && p < 1)) return bx__error(BX_ERR_INVALID, "%s.dropout: got %g, expected a number in [0, 1)", where, p);
+    bx_status s = need_image(ctx->data, "CNN", where, (int64_t)1 << ns);
+    if (s != BX_OK) return s;
+    int64_t C = ctx->data ? ctx->data->sample_shape[0] : 1, H = ctx->data ? ctx->data->sample_shape[1] : 28,
+            W = ctx->data ? ctx->data->sample_shape[2] : 28;
+    bx_conv2d_opts pad = BX_CONV2D_OPTS_INIT;
+    pad.padding[0] = pad.padding[1] = k / 2;
+    bx_module *m = bx_module_new(&CNN_TYPE, NULL);
+    s = m ? BX_OK : BX_ERR_NOMEM;
+    char name[32];
+    int64_t in = C;
+    for (size_t i = 0; s == BX_OK && i < ns; i++) {
+        int64_t o = bx_state_get_int(bx_state_at(ch, i));
+        snprintf(name, sizeof name, "conv%zu", i + 1);
+        s = add(m, name, bx_nn_conv2d(in, o, k, k, &pad, true, &ctx->rng));
+        snprintf(name, sizeof name, "relu%zu", i + 1);
+        if (s == BX_OK) s = add(m, name, bx_nn_relu());
+        snprintf(name, sizeof name, "pool%zu", i + 1);
+        if (s == BX_OK) s = add(m, name, bx_nn_max_pool2d(NULL));
+        in = o;
+        H /= 2;
+        W /= 2;
+    }
+    snprintf(name, sizeof name, "relu%zu", ns + 1);
+    if (s == BX_OK) s = add(m, "flatten", bx_nn_flatten(1, -1));
+    if (s == BX_OK) s = add(m, "fc1", bx_nn_linear(in * H * W, hidden, true, &ctx->rng));
+    if (s == BX_OK) s = add(m, name, bx_nn_relu());
+    if (s == BX_OK && p > 0) s = add(m, "drop", bx_nn_dropout((float)p));
+    if (s == BX_OK) s = add(m, "fc2", bx_nn_linear(hidden, nc, true, &ctx->rng));
+    if (s != BX_OK) {
+        bx_module_free(m);
+        bx__error_prefix("%s", where);
+        return s;
+    }
+    ((bx__model_out *)out)->module = m;
+    return BX_OK;
+}
+const bx__class bx__model_cnn = {BX_KIND_MODEL, "CNN", CNN_PARAMS, NP(CNN_PARAMS),
+                                 "plain CNN: (conv 3x3 + ReLU + maxpool 2) per channels entry, then Linear-ReLU-Linear",
+                                 build_cnn};
 
 /* ---- ResNet -------------------------------------------------------------------- */
 /* BasicBlock: relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x)) */

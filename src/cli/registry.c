@@ -12,7 +12,7 @@
 
 #define NP(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-extern const bx__class bx__model_mlp, bx__model_lenet, bx__model_resnet;
+extern const bx__class bx__model_mlp, bx__model_lenet, bx__model_resnet, bx__model_cnn;
 extern const bx__class bx__data_fashion_mnist, bx__data_mnist, bx__data_idx, bx__data_csv;
 
 static const char *str_or_null(const bx_state *a, const char *k) { return bx__arg_str(a, k); }
@@ -449,7 +449,8 @@ static bx_status build_lin(const bx__class *c, const bx_state *a, const char *wh
     return sched_finish(bx_linear_lr_new(((sched_out *)out)->opt, &o), a, where, out);
 }
 static const bx__param ONE_PARAMS[] = {
-    {"max_lr", BX_P_FLOAT, "0.01", NULL},        {"total_steps", BX_P_INT, "1000", NULL},
+    {"max_lr", BX_P_FLOAT, "0.01", NULL},        {"total_steps", BX_P_INT | BX_P_NULL, "null", NULL},
+    {"epochs", BX_P_INT | BX_P_NULL, "null", NULL}, {"steps_per_epoch", BX_P_INT | BX_P_NULL, "null", NULL},
     {"pct_start", BX_P_FLOAT, "0.3", NULL},      {"anneal_strategy", BX_P_STR, "cos", "cos|linear"},
     {"cycle_momentum", BX_P_BOOL, "true", NULL}, {"base_momentum", BX_P_FLOAT, "0.85", NULL},
     {"max_momentum", BX_P_FLOAT, "0.95", NULL},  {"div_factor", BX_P_FLOAT, "25.0", NULL},
@@ -457,11 +458,83 @@ static const bx__param ONE_PARAMS[] = {
     {"interval", BX_P_STR, "step", "epoch|step"}, {"frequency", BX_P_INT, "1", NULL},
     {"name", BX_P_STR | BX_P_NULL, "null", NULL},
 };
+/* OneCycleLR's total_steps when the config leaves it (and epochs x
+ * steps_per_epoch) out: the scheduler steps of the fit, from the Trainer's
+ * estimated stepping batches (Lightning users write
+ * total_steps=self.trainer.estimated_stepping_batches): one per optimizer
+ * step with interval "step", one per epoch with "epoch", divided by the
+ * frequency. Before the fit (tr NULL) only checks, from the trainer config,
+ * that it can be inferred, and gives a placeholder. */
+static bx_status one_cycle_total(const bx_state *a, const char *where, const bx__build_ctx *ctx, int64_t *total) {
+    bool per_step = !strcmp(bx__arg_str(a, "interval"), "step");
+    int64_t freq = bx__arg_int(a, "frequency") < 1 ? 1 : bx__arg_int(a, "frequency"), n = 0;
+    const char *why = NULL;
+    char wb[256];
+    if (ctx && ctx->trainer) {
+        if (per_step) {
+            if (bx_trainer_estimated_stepping_batches(ctx->trainer, &n) != BX_OK) {
+                snprintf(wb, sizeof wb, "%s", bx_errmsg()); /* bx__error below rewrites the message buffer */
+                why = wb;
+            }
+        } else {
+            n = bx_trainer_max_epochs(ctx->trainer);
+            if (n < 1) why = "max_epochs is -1 (no epoch count)";
+        }
+    } else if (ctx && ctx->trainer_cfg) {
+        const bx_state *t = ctx->trainer_cfg;
+        int64_t me = bx__arg_is_null(t, "max_epochs") ? BX_UNSET : bx__arg_int(t, "max_epochs");
+        int64_t ms = bx__arg_int(t, "max_steps");
+        const bx_state *ag = bx_state_get(t, "accumulate_grad_batches");
+        const bx_state *fdr = bx_state_get(t, "fast_dev_run");
+        bool fast = bx_state_typeof(fdr) == BX_STATE_BOOL ? bx_state_get_bool(fdr) : bx_state_get_int(fdr) > 0;
+        if (fast) {
+            /* fast_dev_run: one epoch of a few batches, always finite */
+        } else if (per_step && me == -1 && ms == -1) {
+            why = "training is infinite (trainer.max_epochs=-1 and trainer.max_steps=-1)";
+        } else if (!per_step && (me == -1 || (me == BX_UNSET && ms != -1))) {
+            why = "interval 'epoch' needs trainer.max_epochs (got none)";
+        } else if (per_step && bx_state_typeof(ag) == BX_STATE_DICT) {
+            for (size_t i = 0; i < bx_state_len(ag) && !why; i++)
+                if (strcmp(bx_state_key_at(ag, i), "0")) {
+                    snprintf(wb, sizeof wb, "trainer.accumulate_grad_batches changes at epoch %s, so the "
+                                            "number of optimizer steps cannot be estimated", bx_state_key_at(ag, i));
+                    why = wb;
+                }
+        }
+        n = 1000000; /* placeholder: the real value is computed in configure_optimizers */
+    } else {
+        why = "no Trainer to infer it from";
+    }
+    if (why)
+        return bx__error(BX_ERR_INVALID, "%s.total_steps: got null and no epochs/steps_per_epoch, and it cannot be "
+                                         "inferred from the Trainer: %s; give total_steps", where, why);
+    *total = (n + freq - 1) / freq;
+    if (*total < 1)
+        return bx__error(BX_ERR_INVALID, "%s.total_steps: inferred %lld from the Trainer (no training steps); give "
+                                         "total_steps", where, (long long)*total);
+    return BX_OK;
+}
 static bx_status build_one(const bx__class *c, const bx_state *a, const char *where, bx__build_ctx *ctx,
                            void *out) {
     bx_one_cycle_lr_opts o = BX_ONE_CYCLE_LR_OPTS_INIT;
     o.max_lr = bx__arg_float(a, "max_lr");
-    o.total_steps = bx__arg_int(a, "total_steps");
+    bool has_e = !bx__arg_is_null(a, "epochs"), has_s = !bx__arg_is_null(a, "steps_per_epoch");
+    if (!bx__arg_is_null(a, "total_steps")) {
+        o.total_steps = bx__arg_int(a, "total_steps");
+    } else if (has_e || has_s) {
+        /* torch: total_steps = epochs * steps_per_epoch, both needed */
+        if (!has_e || !has_s)
+            return bx__error(BX_ERR_INVALID, "%s.%s: got null, expected an int >= 1: OneCycleLR needs total_steps, "
+                                             "or both epochs and steps_per_epoch", where, has_e ? "steps_per_epoch" : "epochs");
+        int64_t e = bx__arg_int(a, "epochs"), sp = bx__arg_int(a, "steps_per_epoch");
+        if (e < 1 || sp < 1)
+            return bx__error(BX_ERR_INVALID, "%s.%s: got %lld, expected an int >= 1", where, e < 1 ? "epochs" : "steps_per_epoch",
+                             (long long)(e < 1 ? e : sp));
+        o.total_steps = e * sp;
+    } else {
+        bx_status s = one_cycle_total(a, where, ctx, &o.total_steps);
+        if (s != BX_OK) return s;
+    }
     o.pct_start = bx__arg_float(a, "pct_start");
     o.anneal_strategy = !strcmp(bx__arg_str(a, "anneal_strategy"), "linear") ? BX_ANNEAL_LINEAR : BX_ANNEAL_COS;
     o.cycle_momentum = bx__arg_bool(a, "cycle_momentum");
@@ -532,7 +605,7 @@ static const bx__class *const LOGGERS[] = {&LG_CSV, &LG_TB, NULL};
 static const bx__class *const OPTIMIZERS[] = {&OPT_SGD, &OPT_ADAM, &OPT_ADAMW, &OPT_RMS, NULL};
 static const bx__class *const SCHEDULERS[] = {&SC_STEP, &SC_MSTEP, &SC_EXP, &SC_COS, &SC_COSWR,
                                               &SC_LIN, &SC_ONE, &SC_PLAT, &SC_SWA, NULL};
-static const bx__class *const MODELS[] = {&bx__model_mlp, &bx__model_lenet, &bx__model_resnet, NULL};
+static const bx__class *const MODELS[] = {&bx__model_mlp, &bx__model_lenet, &bx__model_resnet, &bx__model_cnn, NULL};
 static const bx__class *const DATA[] = {&bx__data_fashion_mnist, &bx__data_mnist, &bx__data_idx, &bx__data_csv,
                                         NULL};
 
@@ -585,11 +658,16 @@ bx_status bx__build_optimizer(const bx_state *spec, bx_tensor *const *params, in
     return s;
 }
 
-bx_status bx__build_scheduler(const bx_state *spec, bx_optimizer *opt, bx_sched_config *out) {
+bx_status bx__build_scheduler(const bx_state *spec, bx_optimizer *opt, bx_trainer *tr, const bx_state *trainer_cfg,
+                              bx_sched_config *out) {
     const bx__class *c = bx__registry_find(BX_KIND_SCHEDULER, bx_state_get_string(bx_state_get(spec, "class_path")));
     if (!c) return bx__error(BX_ERR_INVALID, "lr_scheduler: unknown class");
     sched_out r = {opt, BX_SCHED_CONFIG_INIT};
-    bx_status s = c->build(c, bx_state_get(spec, "init_args"), "lr_scheduler.init_args", NULL, &r);
+    bx__build_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.trainer = tr;
+    ctx.trainer_cfg = trainer_cfg;
+    bx_status s = c->build(c, bx_state_get(spec, "init_args"), "lr_scheduler.init_args", &ctx, &r);
     *out = r.sc;
     return s;
 }

@@ -194,7 +194,7 @@ static bx_status build(run *r) {
     bx_named_tensors_free(params);
     if (s == BX_OK && !bx__arg_is_null(cfg, "lr_scheduler")) {
         bx_sched_config sc;
-        s = bx__build_scheduler(bx_state_get(cfg, "lr_scheduler"), opt, &sc);
+        s = bx__build_scheduler(bx_state_get(cfg, "lr_scheduler"), opt, NULL, t, &sc);
         if (s == BX_OK) bx_scheduler_free(sc.scheduler);
     }
     bx_optimizer_free(opt);

@@ -132,14 +132,15 @@ bx_status bx_fake_quant_enable(bx_module *fq, bool fake_quant, bool observer) {
 }
 
 bx_module *bx_fake_quant_observer(const bx_module *fq) {
+    if (bx_module_is_observer(fq)) return (bx_module *)fq; /* a bare observer (observer_only qconfig entry) */
     if (!bx_module_is_fake_quant(fq)) return NULL;
     return bx_module_child(fq, "activation_post_process");
 }
 
 bx_status bx_fake_quant_calculate_qparams(const bx_module *fq, bx_tensor **scale, bx_tensor **zp) {
     *scale = *zp = NULL;
-    bx_module *obs = bx_fake_quant_observer(fq);
-    if (!obs) return bx__error(BX_ERR_INVALID, "fake_quant: module is not a fake-quant module");
+    bx_module *obs = bx_fake_quant_observer(fq); /* fq itself when it is a bare observer */
+    if (!obs) return bx__error(BX_ERR_INVALID, "fake_quant: module is not a fake-quant module or an observer");
     return bx_observer_qparams(obs, false, scale, zp);
 }
 
@@ -158,7 +159,41 @@ static bx_fake_quant_opts fq_opts(bool fused, bx_qdtype dt, bx_qscheme qs, int q
     ob.ch_axis = 0;
     o.observer = ob;
     o.fused = fused;
+    o.observer_only = false;
     return o;
+}
+
+/* A bare observer entry of torch's post-training qconfigs (dtype range, no
+ * custom quant_min/quant_max, as HistogramObserver.with_args(reduce_range)
+ * and default_[per_channel_]weight_observer). */
+static bx_fake_quant_opts obs_entry(bx_observer_kind k, bx_qdtype dt, bx_qscheme qs, bool reduce) {
+    bx_fake_quant_opts o;
+    bx_observer_opts ob = BX_OBSERVER_OPTS_INIT;
+    ob.kind = k;
+    ob.dtype = dt;
+    ob.qscheme = qs;
+    ob.reduce_range = reduce;
+    ob.ch_axis = 0;
+    o.observer = ob;
+    o.fused = false;
+    o.observer_only = true;
+    return o;
+}
+
+/* torch get_default_qconfig(backend); see quant.h. */
+bx_status bx_qconfig_default(const char *backend, bx_qconfig *out) {
+    if (!backend) return bx__error(BX_ERR_INVALID, "qconfig: backend is NULL");
+    bool fb = strcmp(backend, "fbgemm") == 0 || strcmp(backend, "x86") == 0;
+    if (fb || strcmp(backend, "onednn") == 0) {
+        out->activation = obs_entry(BX_OBS_HISTOGRAM, BX_QUINT8, BX_PER_TENSOR_AFFINE, fb);
+        out->weight = obs_entry(BX_OBS_MINMAX, BX_QINT8, BX_PER_CHANNEL_SYMMETRIC, false);
+    } else if (strcmp(backend, "qnnpack") == 0) {
+        out->activation = obs_entry(BX_OBS_HISTOGRAM, BX_QUINT8, BX_PER_TENSOR_AFFINE, false);
+        out->weight = obs_entry(BX_OBS_MINMAX, BX_QINT8, BX_PER_TENSOR_SYMMETRIC, false);
+    } else {
+        return bx__error(BX_ERR_INVALID, "qconfig: unknown backend '%s' (fbgemm, x86, qnnpack, onednn)", backend);
+    }
+    return BX_OK;
 }
 
 /* torch get_default_qat_qconfig(backend, version); see quant.h. */

@@ -133,9 +133,10 @@ static void observer_repr(const bx_module *m, char *buf, size_t n) {
 }
 
 /* Observers are called explicitly (bx_observer_observe); as modules their
- * forward observes x and returns it, like torch. */
-static bx_tensor *observer_forward(bx_module *m, bx_step *st, bx_tensor *x) {
+ * forward observes x (unless disabled) and returns it, like torch. */
+bx_tensor *bx__observer_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     if (bx_is_poison(x)) return x;
+    if (((const bx__observer *)bx_module_impl(m))->disabled) return x;
     if (bx_observer_observe(m, x) != BX_OK) return bx_step_fail(st, BX_ERR_SHAPE, "%s", bx_errmsg());
     return x;
 }
@@ -144,10 +145,10 @@ static void *obs_clone(const void *impl) { return bx__nn_dup(impl, sizeof(bx__ob
 
 static const bx_module_type *obs_type(bool per_channel, bx_observer_kind k) {
     static const bx_module_type t[4] = {
-        {"MinMaxObserver", observer_forward, bx__free, obs_clone, NULL, observer_repr},
-        {"MovingAverageMinMaxObserver", observer_forward, bx__free, obs_clone, NULL, observer_repr},
-        {"PerChannelMinMaxObserver", observer_forward, bx__free, obs_clone, NULL, observer_repr},
-        {"MovingAveragePerChannelMinMaxObserver", observer_forward, bx__free, obs_clone, NULL, observer_repr},
+        {"MinMaxObserver", bx__observer_forward, bx__free, obs_clone, NULL, observer_repr},
+        {"MovingAverageMinMaxObserver", bx__observer_forward, bx__free, obs_clone, NULL, observer_repr},
+        {"PerChannelMinMaxObserver", bx__observer_forward, bx__free, obs_clone, NULL, observer_repr},
+        {"MovingAveragePerChannelMinMaxObserver", bx__observer_forward, bx__free, obs_clone, NULL, observer_repr},
     };
     return &t[(per_channel ? 2 : 0) + (k == BX_OBS_MOVING_AVERAGE ? 1 : 0)];
 }
@@ -161,15 +162,25 @@ bool bx_module_is_observer(const bx_module *m) {
     for (int pc = 0; pc < 2; pc++)
         for (int k = 0; k < 2; k++)
             if (t == obs_type(pc, (bx_observer_kind)k)) return true;
-    return false;
+    return bx__is_histogram_observer(m);
+}
+
+bx_status bx_observer_set_enabled(bx_module *obs, bool on) {
+    if (!bx_module_is_observer(obs)) return bx__error(BX_ERR_INVALID, "observer: module is not an observer");
+    ((bx__observer *)bx_module_impl(obs))->disabled = !on;
+    return BX_OK;
+}
+
+bool bx_observer_enabled(const bx_module *obs) {
+    return bx_module_is_observer(obs) && !((const bx__observer *)bx_module_impl(obs))->disabled;
 }
 
 /* New observer module; see quant.h. */
 bx_module *bx_observer_new(const bx_observer_opts *o) {
     bx_observer_opts dflt = BX_OBSERVER_OPTS_INIT;
     if (!o) o = &dflt;
-    bx__observer ob = {*o, 0, 0};
-    if (o->kind != BX_OBS_MINMAX && o->kind != BX_OBS_MOVING_AVERAGE) {
+    bx__observer ob = {*o, 0, 0, false};
+    if (o->kind != BX_OBS_MINMAX && o->kind != BX_OBS_MOVING_AVERAGE && o->kind != BX_OBS_HISTOGRAM) {
         bx__error(BX_ERR_INVALID, "observer: unknown kind %d", (int)o->kind);
         return NULL;
     }
@@ -182,6 +193,7 @@ bx_module *bx_observer_new(const bx_observer_opts *o) {
         return NULL;
     }
     if (bx_quant_range(o, &ob.qmin, &ob.qmax) != BX_OK) return NULL;
+    if (o->kind == BX_OBS_HISTOGRAM) return bx__histogram_observer_new(o, ob.qmin, ob.qmax);
     bool pc = is_per_channel(o->qscheme);
     bx_module *m = bx__nn_new_pod(obs_type(pc, o->kind), &ob, sizeof ob);
     if (!m) return NULL;
@@ -282,6 +294,7 @@ static void channel_minmax(const bx_tensor *x, int axis, float *mn, float *mx) {
 bx_status bx_observer_observe(bx_module *obs, const bx_tensor *x) {
     if (!bx_module_is_observer(obs)) return bx__error(BX_ERR_INVALID, "observer: module is not an observer");
     if (!x || x->dtype != BX_F32) return bx__error(BX_ERR_SHAPE, "observer: x must be an f32 tensor");
+    if (bx__is_histogram_observer(obs)) return bx__histogram_observe(obs, x);
     const bx__observer *ob = bx_module_impl(obs);
     bx_tensor *mnb = bx_module_buffer(obs, "min_val"), *mxb = bx_module_buffer(obs, "max_val");
     if (!mnb || !mxb) return bx__error(BX_ERR_STATE, "observer: min_val/max_val buffers missing");
@@ -381,6 +394,10 @@ int64_t bx__observer_nqparams(const bx_module *obs) {
 
 /* Qparams into caller arrays of bx__observer_nqparams entries. */
 void bx__observer_qparams_into(const bx_module *obs, bool fused, float *s, int32_t *z) {
+    if (bx__is_histogram_observer(obs)) {
+        bx__histogram_qparams_into(obs, s, z);
+        return;
+    }
     const bx__observer *ob = bx_module_impl(obs);
     const bx_tensor *mnb = bx_module_buffer(obs, "min_val"), *mxb = bx_module_buffer(obs, "max_val");
     int64_t n = bx_numel(mnb);

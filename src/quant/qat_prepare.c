@@ -43,6 +43,14 @@ static bool is_type(const bx_module *m, const char *name) {
     return m && strcmp(bx_module_type_name(m), name) == 0;
 }
 
+/* The post-processing module of a qconfig entry: a fake-quant, or the bare
+ * observer for observer_only entries (torch's post-training qconfigs). */
+static bx_module *post_process_new(const bx_fake_quant_opts *o) {
+    return o->observer_only ? bx_observer_new(&o->observer) : bx_fake_quant_new(o);
+}
+
+static bool is_post_process(const bx_module *m) { return bx_module_is_fake_quant(m) || bx_module_is_observer(m); }
+
 /* Prepares a Linear/Conv2d in place; see quant.h. */
 bx_status bx_qat_prepare_layer(bx_module *m, const bx_qconfig *qc, bool fuse_relu) {
     if (!m || !qc) return bx__error(BX_ERR_INVALID, "prepare_qat: module or qconfig is NULL");
@@ -51,9 +59,9 @@ bx_status bx_qat_prepare_layer(bx_module *m, const bx_qconfig *qc, bool fuse_rel
     if (bx_module_child(m, "weight_fake_quant") || bx_module_has_reparam(m, "weight"))
         return bx__error(BX_ERR_INVALID, "prepare_qat: %s is already prepared or reparametrised",
                          bx_module_type_name(m));
-    bx_module *wfq = bx_fake_quant_new(&qc->weight);
+    bx_module *wfq = post_process_new(&qc->weight);
     if (!wfq) return bx__error(BX_ERR_INVALID, "prepare_qat: weight fake-quant: %s", bx_errmsg());
-    bx_module *afq = bx_fake_quant_new(&qc->activation);
+    bx_module *afq = post_process_new(&qc->activation);
     if (!afq) {
         bx_module_free(wfq);
         return bx__error(BX_ERR_INVALID, "prepare_qat: activation fake-quant: %s", bx_errmsg());
@@ -71,7 +79,7 @@ bx_status bx_qat_prepare_layer(bx_module *m, const bx_qconfig *qc, bool fuse_rel
 
 /* True when prepared; the ReLU flag is read by looking for the fused hook. */
 bool bx_qat_is_prepared(bx_module *m, bool *relu) {
-    if (!m || !bx_module_is_fake_quant(bx_module_child(m, "weight_fake_quant"))) return false;
+    if (!m || !is_post_process(bx_module_child(m, "weight_fake_quant"))) return false;
     if (relu) {
         *relu = bx_module_remove_forward_hook(m, act_relu_hook, NULL);
         if (*relu) bx_module_add_forward_hook(m, act_relu_hook, NULL);
@@ -102,7 +110,7 @@ bx_module *bx_qat_quant_stub(const bx_qconfig *qc) {
     }
     bx_module *m = bx_module_new(&quant_stub_type, NULL);
     if (!m) return NULL;
-    if (bx_module_add_child(m, "activation_post_process", bx_fake_quant_new(&qc->activation)) != BX_OK) {
+    if (bx_module_add_child(m, "activation_post_process", post_process_new(&qc->activation)) != BX_OK) {
         bx_module_free(m);
         return NULL;
     }

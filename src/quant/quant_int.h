@@ -12,7 +12,20 @@
 typedef struct bx__observer {
     bx_observer_opts o;
     int qmin, qmax;
+    bool disabled; /* bx_observer_set_enabled(false): the module forward skips observing */
 } bx__observer;
+
+/* The observers' module forward (observe unless disabled, return x). */
+bx_tensor *bx__observer_forward(bx_module *m, bx_step *st, bx_tensor *x);
+
+/* HistogramObserver (histogram.c): a new module for options already
+ * checked by bx_observer_new (impl = bx__observer), the type check, and the
+ * observe / qparams steps bx_observer_observe and bx__observer_qparams_into
+ * dispatch to. */
+bx_module *bx__histogram_observer_new(const bx_observer_opts *o, int qmin, int qmax);
+bool bx__is_histogram_observer(const bx_module *m);
+bx_status bx__histogram_observe(bx_module *obs, const bx_tensor *x);
+void bx__histogram_qparams_into(const bx_module *obs, float *s, int32_t *z);
 
 /* Replaces buffer `name` of m by a new owned tensor of the given dtype and
  * length n (1-D), keeping the buffers' order when `name` and every later

@@ -38,6 +38,28 @@ bool bx_trainer_is_last_batch(const bx_trainer *tr) { return tr->is_last_batch; 
 const char *bx_trainer_status(const bx_trainer *tr) { return tr->status_text; }
 bool bx_trainer_interrupted(const bx_trainer *tr) { return tr->interrupted; }
 
+bx_status bx_trainer_estimated_stepping_batches(const bx_trainer *tr, int64_t *out) {
+    *out = 0;
+    if (!tr->train_loader)
+        return bx__error(BX_ERR_INVALID, "estimated_stepping_batches: no train loader (only known during fit)");
+    if (tr->max_epochs == -1 && tr->max_steps == -1)
+        return bx__error(BX_ERR_INVALID, "estimated_stepping_batches: training is infinite (max_epochs=-1 and "
+                                         "max_steps=-1); set max_epochs or max_steps");
+    if (tr->max_epochs == -1) {
+        *out = tr->max_steps;
+        return BX_OK;
+    }
+    int64_t len = bx_loader_len(tr->train_loader), nb;
+    bx_limit l = tr->o.limit_train_batches;
+    if (l.is_int) nb = len < (int64_t)l.value ? len : (int64_t)l.value;
+    else nb = l.value == 0.0 ? 0 : (int64_t)floor((double)len * l.value);
+    int64_t acc = tr->accumulate < 1 ? 1 : tr->accumulate;
+    int64_t n = (nb + acc - 1) / acc * (tr->max_epochs > 1 ? tr->max_epochs : 1);
+    if (tr->max_steps != -1 && tr->max_steps < n) n = tr->max_steps;
+    *out = n;
+    return BX_OK;
+}
+
 double bx_trainer_running_loss(const bx_trainer *tr) {
     if (tr->loss_n == 0) return NAN;
     double s = 0.0;

@@ -280,7 +280,96 @@ static void test_testing_bar(void) {
     bx_module_free(m.lin);
 }
 
+/* ---- v_num: the first logger's version, an int as an int, text as text ---------------- */
+static const char *text_version(void *self) { return self; }
+static const bx_logger_ops TEXT_LOGGER_OPS = {.name = "TextVersionLogger", .version = text_version};
+
+/* get_metrics' v_num with loggers of these versions (NULL ends). */
+static bx_state *metrics_with_versions(const char *v0, const char *v1) {
+    bx_logger *lgs[2] = {bx_logger_new(&TEXT_LOGGER_OPS, (void *)v0), v1 ? bx_logger_new(&TEXT_LOGGER_OPS, (void *)v1) : NULL};
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.enable_checkpointing = false;
+    o.enable_progress_bar = false;
+    o.loggers = lgs;
+    o.num_loggers = v1 ? 2 : 1;
+    bx_trainer *tr = bx_trainer_new(&o);
+    bx_state *m = tr ? bx_progress_bar_get_metrics(tr) : NULL;
+    bx_trainer_free(tr);
+    return m;
+}
+
+static void test_v_num(void) {
+    static const struct {
+        const char *v0, *v1;
+        bool is_int;
+        int64_t k;
+        const char *text;
+    } cases[] = {
+        {"0", "0", true, 0, NULL},                /* CSV + TensorBoard sharing version 0 (the CLI) */
+        {"3", "5", true, 3, NULL},                /* the first logger's */
+        {"version_3", NULL, true, 3, NULL},       /* the folder name of an int version */
+        {"12", "version_12", true, 12, NULL},
+        {"myrun", "0", false, 0, "yrun"},         /* text: its last 4 characters */
+        {"abc", NULL, false, 0, "abc"},
+        {"version_3b", NULL, false, 0, "n_3b"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bx_state *m = metrics_with_versions(cases[i].v0, cases[i].v1);
+        const bx_state *v = m ? bx_state_get(m, "v_num") : NULL;
+        bool ok = v && (cases[i].is_int ? bx_state_typeof(v) == BX_STATE_INT && bx_state_get_int(v) == cases[i].k
+                                        : bx_state_typeof(v) == BX_STATE_STRING &&
+                                              !strcmp(bx_state_get_string(v), cases[i].text));
+        if (!ok) fprintf(stderr, "v_num for versions %s/%s wrong\n", cases[i].v0, cases[i].v1 ? cases[i].v1 : "-");
+        CHECK(ok);
+        bx_state_free(m);
+    }
+
+    /* drawn: v_num=0 (not 0.000) with two loggers; a text version as it is; loss as its text */
+    for (int k = 0; k < 2; k++) {
+        FILE *f = tmpfile();
+        bx_progress_bar_opts po = BX_PROGRESS_BAR_OPTS_INIT;
+        po.stream = f;
+        po.tty = 0;
+        cu_model m;
+        cu_model_init(&m);
+        bx_logger *lgs[2] = {bx_logger_new(&TEXT_LOGGER_OPS, k ? "run_ab" : "0"), bx_logger_new(&TEXT_LOGGER_OPS, "0")};
+        bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+        o.max_epochs = 1;
+        o.enable_checkpointing = false;
+        o.enable_model_summary = false;
+        o.loggers = lgs;
+        o.num_loggers = 2;
+        bx_callback *cb = bx_progress_bar_new_ex(&po);
+        o.callbacks = &cb;
+        o.num_callbacks = 1;
+        bx_trainer *tr = bx_trainer_new(&o);
+        bx_dataset *d = cu_dataset(4);
+        bx_loader_opts lo = BX_LOADER_OPTS_INIT;
+        lo.batch_size = 2;
+        bx_loader *l = bx_loader_new(d, &lo);
+        bx_model model = {&CU_OPS, &m};
+        CHECK_OK(bx_trainer_fit(tr, &model, l, NULL, NULL));
+        char loss[32];
+        snprintf(loss, sizeof loss, "loss=%.3g,", bx_trainer_running_loss(tr));
+        long len = ftell(f);
+        char *buf = calloc(1, (size_t)len + 1);
+        rewind(f);
+        CHECK(fread(buf, 1, (size_t)len, f) == (size_t)len);
+        fclose(f);
+        CHECK(strstr(buf, k ? "v_num=n_ab" : "v_num=0") != NULL);
+        CHECK(strstr(buf, "v_num=0.000") == NULL);
+        CHECK(strstr(buf, loss) != NULL);
+        if (!strstr(buf, loss)) fprintf(stderr, "wanted '%s' in: %s\n", loss, buf);
+        free(buf);
+        bx_trainer_free(tr);
+        bx_loader_free(l);
+        bx_dataset_free(d);
+        bx_module_free(m.lin);
+    }
+}
+
 int main(void) {
+    test_v_num();
     test_update_rule_pins();
     test_testing_bar();
     test_tty_and_plain();

@@ -188,7 +188,52 @@ static void test_resolve(void) {
     expect_bad("trainers: {}\n", "trainers: unknown key", "trainer", NULL);
 }
 
+/* Lightning's hardware flags: the values meaning one CPU process in float32 pass */
+static void test_hardware_flags(void) {
+    static const char *const GOOD[] = {
+        "trainer: {accelerator: cpu, devices: 1, precision: 32, strategy: auto, num_nodes: 1}\n",
+        "trainer: {accelerator: auto, devices: auto, precision: '32', strategy: null}\n",
+        "trainer: {accelerator: null, devices: '1', precision: 32-true, strategy: single_device}\n",
+        "trainer: {devices: [0], accelerator: cpu}\n",
+        "trainer: {devices: null, precision: null}\n",
+    };
+    for (size_t i = 0; i < sizeof GOOD / sizeof GOOD[0]; i++) {
+        bx_state *raw = parse(GOOD[i]), *r = NULL;
+        bx_status s = bx__config_resolve(raw, &r);
+        CHECK_OK(s);
+        if (s != BX_OK) fprintf(stderr, "  for %s", GOOD[i]);
+        bx_state_free(r);
+        bx_state_free(raw);
+    }
+    /* defaults as Lightning 1.9.5's, present in the resolved (printed, saved) config */
+    bx_state *raw = parse("{}\n"), *r = NULL;
+    CHECK_OK(bx__config_resolve(raw, &r));
+    const bx_state *t = r ? bx_state_get(r, "trainer") : NULL;
+    CHECK(t && bx_state_typeof(bx_state_get(t, "accelerator")) == BX_STATE_NULL);
+    CHECK(t && bx_state_get_int(bx_state_get(t, "precision")) == 32);
+    CHECK(t && bx_state_get_int(bx_state_get(t, "num_nodes")) == 1);
+    bx_state_free(r);
+    bx_state_free(raw);
+
+    expect_bad("trainer: {accelerator: gpu}\n", "trainer.accelerator: got 'gpu'", "expected 'cpu', 'auto' or null",
+               "Blixt trains on the CPU");
+    expect_bad("trainer: {accelerator: cuda}\n", "trainer.accelerator", "'cuda'", "not supported");
+    expect_bad("trainer: {precision: 16}\n", "trainer.precision: got 16 (an int)", "expected 32, '32' or '32-true'",
+               "not supported: Blixt trains in float32");
+    expect_bad("trainer: {precision: bf16-mixed}\n", "trainer.precision: got 'bf16-mixed'", "float32", NULL);
+    expect_bad("trainer: {precision: 64}\n", "trainer.precision: got 64", "float32", NULL);
+    expect_bad("trainer: {devices: 2}\n", "trainer.devices: got 2 (an int)", "expected 1, '1', 'auto', [0] or null",
+               "trainer.num_threads");
+    expect_bad("trainer: {devices: [0, 1]}\n", "trainer.devices: got a list of 2 items", "one device", NULL);
+    expect_bad("trainer: {devices: -1}\n", "trainer.devices: got -1", "expected 1", NULL);
+    expect_bad("trainer: {strategy: ddp}\n", "trainer.strategy: got 'ddp'", "expected 'auto', 'single_device' or null",
+               "one process");
+    expect_bad("trainer: {num_nodes: 2}\n", "trainer.num_nodes: got 2 (an int)", "expected 1", "one machine");
+    expect_bad("trainer: {num_nodes: null}\n", "trainer.num_nodes: got", "expected 1", NULL);
+}
+
 int main(void) {
+    test_hardware_flags();
     test_yaml_types();
     test_yaml_errors();
     test_overrides();

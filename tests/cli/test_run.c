@@ -89,6 +89,16 @@ static void test_bad(void) {
                 "data.init_args.root", "train-images-idx3-ubyte");
     expect_fail("bad split", BX_ERR_INVALID, "--data.val_split=5000", NULL, "data.init_args.val_split: got 5000", "2000");
     expect_fail("no value", BX_ERR_INVALID, "--trainer.max_epochs", NULL, "expected a value", NULL);
+    /* OneCycleLR without total_steps: inferred from the Trainer, unless it cannot be */
+    expect_fail("one cycle, infinite", BX_ERR_INVALID, "--lr_scheduler=OneCycleLR", "--trainer.max_epochs=-1",
+                "lr_scheduler.init_args.total_steps: got null", "training is infinite");
+    expect_fail("one cycle, epochs only", BX_ERR_INVALID, "--lr_scheduler=OneCycleLR", "--lr_scheduler.epochs=3",
+                "lr_scheduler.init_args.steps_per_epoch: got null", "both epochs and steps_per_epoch");
+    expect_fail("one cycle, changing accumulation", BX_ERR_INVALID, "--lr_scheduler=OneCycleLR",
+                "--trainer.accumulate_grad_batches={0: 1, 2: 4}", "lr_scheduler.init_args.total_steps",
+                "changes at epoch 2");
+    expect_fail("hardware flag", BX_ERR_INVALID, "--trainer.precision=16", NULL, "trainer.precision: got 16",
+                "Blixt trains in float32");
     expect_fail("bare word", BX_ERR_INVALID, "fast", NULL, "unexpected argument 'fast'", NULL);
     expect_fail("missing config", BX_ERR_IO, "--config", "/nonexistent.yaml", "/nonexistent.yaml", NULL);
     expect_fail("bad yaml value", BX_ERR_INVALID, "--trainer.limit_train_batches={", NULL, "--trainer.limit_train_batches", NULL);
@@ -138,6 +148,47 @@ static void test_print_config(void) {
     f = tmpfile();
     CHECK_OK(bx_cli_run(5, (char **)argv, f));
     fclose(f);
+}
+
+    /* OneCycleLR without total_steps: sized from the Trainer's estimated stepping batches
+     * (2 epochs x 4 batches = 8 steps), so the last step's lr is the cycle's minimum,
+     * max_lr / div_factor / final_div_factor */
+static void test_one_cycle_inferred(void) {
+    {
+        const char *argv[] = {"blixt", "fit", "--config", cfg_path, "--trainer.max_epochs=2",
+                              "--trainer.limit_train_batches=4", "--trainer.log_every_n_steps=1",
+                              "--trainer.logger=[{class_path: CSVLogger, init_args: {save_dir: logs, name: onecycle}}]",
+                              "--trainer.callbacks+=LearningRateMonitor", "--trainer.callbacks.logging_interval=step",
+                              "--lr_scheduler=OneCycleLR", "--lr_scheduler.max_lr=0.01", NULL};
+        char root_flag[1200];
+        snprintf(root_flag, sizeof root_flag, "--data.init_args.fallback_root=%s", data_root);
+        argv[12] = root_flag;
+        CHECK_OK(bx_cli_run(13, (char **)argv, stdout));
+        FILE *f = fopen("logs/onecycle/version_0/metrics.csv", "r");
+        CHECK(f != NULL);
+        char line[1024], head[1024] = "";
+        int col = -1, rows = 0;
+        double last = -1;
+        while (f && fgets(line, sizeof line, f)) {
+            if (!head[0]) {
+                snprintf(head, sizeof head, "%s", line);
+                int c = 0;
+                for (char *p = strtok(head, ",\r\n"); p; p = strtok(NULL, ",\r\n"), c++)
+                    if (!strcmp(p, "lr-Adam")) col = c;
+                continue;
+            }
+            char *p = line;
+            for (int c = 0; c < col && p; c++) p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL;
+            if (p && *p && *p != ',' && *p != '\r') {
+                last = strtod(p, NULL);
+                rows++;
+            }
+        }
+        if (f) fclose(f);
+        CHECK(col >= 0);
+        CHECK_EQ_INT(rows, 8);
+        CHECK_NEAR(last, 0.01 / 25.0 / 1e4, 1e-9);
+    }
 }
 
 static void test_fit_and_more(void) {
@@ -240,9 +291,32 @@ static void test_fit_and_more(void) {
         const char *bad[] = {"blixt", "fit", "--trainer.accumulate_grad_batches={a: 2}"};
         CHECK_ERR(bx_cli_run(3, (char **)bad, stdout), BX_ERR_INVALID, "trainer.accumulate_grad_batches: got the entry 'a'");
     }
+    test_one_cycle_inferred();
     /* LeNet and ResNet build and run a few batches */
     CHECK_OK(cli(NULL, "fit", "--model=LeNet", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"));
     CHECK_OK(cli(NULL, "fit", "--model=ResNet", "--model.widths=[4, 8]", "--trainer.fast_dev_run=1"));
+    /* CNN: by default exactly bench/'s network (conv 32, conv 64, fc 128, fc 10: 421642 parameters) */
+    {
+        CHECK_OK(cli(NULL, "fit", "--model=CNN", "--trainer.fast_dev_run=1", NULL));
+        bx__build_ctx ctx;
+        memset(&ctx, 0, sizeof ctx);
+        bx_rng_init(&ctx.rng, 1);
+        const bx__class *c = bx__registry_find(BX_KIND_MODEL, "CNN");
+        bx_state *args = NULL;
+        CHECK(c && bx__params_resolve(c->params, c->nparams, NULL, "model.init_args", &args) == BX_OK);
+        bx__model_out mo = {NULL};
+        if (c && args) CHECK_OK(c->build(c, args, "model.init_args", &ctx, &mo));
+        bx_named_tensors *ps = mo.module ? bx_module_named_parameters(mo.module) : NULL;
+        int64_t n = 0;
+        for (int i = 0; ps && i < ps->n; i++) n += bx_numel(ps->tensors[i]);
+        CHECK_EQ_INT(n, 32 * 9 + 32 + 64 * 32 * 9 + 64 + 64 * 7 * 7 * 128 + 128 + 128 * 10 + 10);
+        CHECK(ps && ps->n == 8 && !strcmp(ps->names[0], "conv1.weight") && !strcmp(ps->names[6], "fc2.weight"));
+        bx_named_tensors_free(ps);
+        bx_module_free(mo.module);
+        bx_state_free(args);
+        CHECK_ERR(cli(NULL, "fit", "--model=CNN", "--model.kernel_size=4", NULL), BX_ERR_INVALID,
+                  "model.init_args.kernel_size: got 4");
+    }
     rm_rf("logs");
 }
 

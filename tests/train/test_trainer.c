@@ -331,7 +331,71 @@ static void test_two_optimizers(void) {
 }
 
 
+/* estimated_stepping_batches, read at train start (then the fit is stopped) */
+typedef struct est_probe {
+    bx_status s;
+    int64_t n;
+} est_probe;
+static bx_status est_train_start(void *self, bx_trainer *tr) {
+    est_probe *p = self;
+    p->s = bx_trainer_estimated_stepping_batches(tr, &p->n);
+    bx_clear_error();
+    bx_trainer_set_should_stop(tr, true);
+    return BX_OK;
+}
+static const bx_callback_ops EST_OPS = {.name = "EstProbe", .on_train_start = est_train_start};
+
+static est_probe estimate(int64_t max_epochs, int64_t max_steps, bx_limit limit, int64_t accumulate) {
+    est_probe p = {BX_OK, -1};
+    tmodel m;
+    tm_init(&m);
+    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
+    o.max_epochs = max_epochs;
+    o.max_steps = max_steps;
+    o.limit_train_batches = limit;
+    o.accumulate_grad_batches = accumulate;
+    o.enable_checkpointing = o.enable_progress_bar = o.logger_default = false;
+    bx_callback *cb = bx_callback_new(&EST_OPS, &p);
+    o.callbacks = &cb;
+    o.num_callbacks = 1;
+    bx_trainer *tr = bx_trainer_new(&o);
+    int64_t n;
+    CHECK_ERR(bx_trainer_estimated_stepping_batches(tr, &n), BX_ERR_INVALID, "no train loader");
+    bx_dataset *d = make_ds(20); /* 10 batches of 2 */
+    bx_loader_opts lo = BX_LOADER_OPTS_INIT;
+    lo.batch_size = 2;
+    bx_loader *l = bx_loader_new(d, &lo);
+    bx_model model = {&TM_OPS, &m};
+    CHECK_OK(bx_trainer_fit(tr, &model, l, NULL, NULL));
+    bx_trainer_free(tr);
+    bx_loader_free(l);
+    bx_dataset_free(d);
+    bx_module_free(m.lin);
+    return p;
+}
+
+static void test_estimated_stepping_batches(void) {
+    bx_limit all = BX_LIMIT_ALL, half = {0.5, false}, three = {3, true};
+    est_probe p = estimate(3, -1, all, 1);
+    CHECK(p.s == BX_OK && p.n == 30);
+    p = estimate(3, -1, half, 2); /* ceil(5 / 2) * 3 */
+    CHECK(p.s == BX_OK && p.n == 9);
+    p = estimate(4, -1, three, 1);
+    CHECK(p.s == BX_OK && p.n == 12);
+    p = estimate(3, 4, all, 1); /* capped by max_steps */
+    CHECK(p.s == BX_OK && p.n == 4);
+    p = estimate(BX_UNSET, -1, all, 1); /* max_epochs defaults to 1000 */
+    CHECK(p.s == BX_OK && p.n == 10000);
+    p = estimate(-1, 25, all, 1); /* epochs unbounded: max_steps */
+    CHECK(p.s == BX_OK && p.n == 25);
+    p = estimate(BX_UNSET, 25, all, 1);
+    CHECK(p.s == BX_OK && p.n == 25);
+    p = estimate(-1, -1, all, 1); /* infinite */
+    CHECK(p.s == BX_ERR_INVALID);
+}
+
 int main(void) {
+    test_estimated_stepping_batches();
     test_hook_order();
     test_accumulation();
     test_limits_and_intervals();

@@ -64,6 +64,6 @@ extern const gkind golden_kinds_sched[];       /* kinds_sched.c: every LR schedu
 extern const gkind golden_kinds_e2e[];         /* kinds_e2e.c: e2e_mlp, e2e_cnn */
 extern const gkind golden_kinds_swa[];         /* kinds_swa.c: averaged_model */
 extern const gkind golden_kinds_prune[];       /* kinds_prune.c: prune_* */
-extern const gkind golden_kinds_qat[];         /* kinds_qat.c: fake_quantize, fused_fake_quantize, qat_convert */
+extern const gkind golden_kinds_qat[];         /* kinds_qat.c: fake_quantize, fused_fake_quantize, qat_convert, histogram_observer */
 
 #endif

@@ -33,7 +33,9 @@ static bool observer_opts(gcase *c, bx_observer_opts *o) {
     *o = d;
     const char *obs = gc_arg_str(c, "observer", "MovingAverageMinMaxObserver");
     bool pc_obs = strstr(obs, "PerChannel") != NULL;
-    o->kind = strstr(obs, "MovingAverage") ? BX_OBS_MOVING_AVERAGE : BX_OBS_MINMAX;
+    o->kind = strstr(obs, "MovingAverage") ? BX_OBS_MOVING_AVERAGE
+              : strstr(obs, "Histogram")   ? BX_OBS_HISTOGRAM
+                                           : BX_OBS_MINMAX;
     const char *dt = gc_arg_str(c, "dtype", "quint8");
     if (strcmp(dt, "quint8") == 0) o->dtype = BX_QUINT8;
     else if (strcmp(dt, "qint8") == 0) o->dtype = BX_QINT8;
@@ -57,6 +59,8 @@ static bool observer_opts(gcase *c, bx_observer_opts *o) {
     o->averaging_constant = gc_arg_num(c, "averaging_constant", o->kind == BX_OBS_MOVING_AVERAGE ? 0.01 : 1.0);
     o->ch_axis = (int)gc_arg_int(c, "ch_axis", 0);
     o->eps = (float)gc_arg_num(c, "eps", 1.1920928955078125e-07);
+    o->bins = (int)gc_arg_int(c, "bins", 2048);
+    o->upsample_rate = (int)gc_arg_int(c, "upsample_rate", 128);
     return true;
 }
 
@@ -129,7 +133,7 @@ static void cmp_step(gcase *c, const char *what, int k, const bx_tensor *t) {
 /* A fake-quant module over in.x.step1.. in train mode: per step the observer
  * state, qparams, output, observer (Python) qparams and STE gradient. */
 static void run_fq_module(gcase *c, bool fused) {
-    bx_fake_quant_opts o;
+    bx_fake_quant_opts o = {.observer_only = false};
     if (!observer_opts(c, &o.observer)) return;
     o.fused = fused;
     bx_module *fq = bx_fake_quant_new(&o);
@@ -187,6 +191,80 @@ static void kind_fake_quantize(gcase *c) {
 
 static void kind_fused_fake_quantize(gcase *c) { run_fq_module(c, true); }
 
+/* ---- histogram_observer ---------------------------------------------------------------- */
+
+/* A HistogramObserver fed in.x.step1.. in order: after each step its
+ * buffers (out.histogram / min_val / max_val.stepK), the parameter search
+ * (out.new_min / new_max.stepK) and calculate_qparams
+ * (out.scale / zero_point.stepK); args.state_keys: torch's state-dict keys. */
+static void kind_histogram_observer(gcase *c) {
+    bx_observer_opts o;
+    if (!observer_opts(c, &o)) return;
+    if (o.kind != BX_OBS_HISTOGRAM) {
+        gc_fail(c, "args.observer: expected HistogramObserver");
+        return;
+    }
+    bx_module *obs = bx_observer_new(&o);
+    if (!obs) {
+        gc_fail(c, "observer: %s", bx_errmsg());
+        return;
+    }
+    json_t *keys = json_object_get(gc_args(c), "state_keys");
+    if (json_is_array(keys)) {
+        bx_named_tensors *sd = bx_module_state_dict(obs);
+        bool same = sd && (size_t)sd->n == json_array_size(keys);
+        for (int i = 0; same && i < sd->n; i++)
+        {
+            const char *k = json_string_value(json_array_get(keys, (size_t)i));
+            same = k && strcmp(sd->names[i], k) == 0;
+        }
+        if (!same) gc_fail(c, "state dict keys differ from torch's");
+        bx_named_tensors_free(sd);
+    }
+    bx_step *st = bx_step_new();
+    int steps = 0;
+    for (int k = 1;; k++) {
+        char xn[64];
+        snprintf(xn, sizeof xn, "in.x.step%d", k);
+        if (!gc_get(c, xn)) break;
+        steps++;
+        bx_step_reset(st);
+        bx_tensor *x = gc_copy(c, xn);
+        bx_tensor *y = bx_module_forward(obs, st, x); /* the module forward: observes, returns x */
+        if (bx_step_status(st) != BX_OK || y != x) {
+            gc_fail(c, "step %d: forward failed: %s", k, bx_step_errmsg(st));
+            break;
+        }
+        cmp_step(c, "histogram", k, bx_module_buffer(obs, "histogram"));
+        cmp_step(c, "min_val", k, bx_module_buffer(obs, "min_val"));
+        cmp_step(c, "max_val", k, bx_module_buffer(obs, "max_val"));
+        float lo, hi;
+        if (bx_histogram_observer_search(obs, &lo, &hi) != BX_OK) {
+            gc_fail(c, "step %d: search: %s", k, bx_errmsg());
+            break;
+        }
+        bx_tensor *tl = bx_tensor_new(BX_F32, 0, NULL), *th = bx_tensor_new(BX_F32, 0, NULL);
+        gc_own(c, tl);
+        gc_own(c, th);
+        bx_set(tl, 0, lo);
+        bx_set(th, 0, hi);
+        cmp_step(c, "new_min", k, tl);
+        cmp_step(c, "new_max", k, th);
+        bx_tensor *os = NULL, *oz = NULL;
+        if (bx_observer_qparams(obs, false, &os, &oz) != BX_OK) {
+            gc_fail(c, "step %d: calculate_qparams: %s", k, bx_errmsg());
+        } else {
+            cmp_step(c, "scale", k, os);
+            cmp_step(c, "zero_point", k, oz);
+        }
+        bx_tensor_free(os);
+        bx_tensor_free(oz);
+    }
+    if (steps == 0) gc_fail(c, "no in.x.step1");
+    bx_step_free(st);
+    bx_module_free(obs);
+}
+
 /* ---- qat_convert --------------------------------------------------------------------- */
 
 /* The model of the case: children quant, fc1, relu1, ..., fcN, dequant run in
@@ -197,16 +275,31 @@ static bx_tensor *net_forward(bx_module *m, bx_step *st, bx_tensor *x) {
 }
 static const bx_module_type net_type = {"QATNet", net_forward, NULL, NULL, NULL, NULL};
 
-/* Compares every out.<prefix><state-dict key> the case stores with the model's state. */
+/* Compares every out.<prefix><state-dict key> the case stores with the
+ * model's state; histogram buffers with args.histogram_atol (counts) when
+ * given, and the case must not store keys the model lacks. */
 static void cmp_state(gcase *c, bx_module *m, const char *prefix) {
     bx_named_tensors *sd = bx_module_state_dict(m);
     if (!sd) return;
+    json_t *ha = json_object_get(gc_args(c), "histogram_atol");
     for (int i = 0; i < sd->n; i++) {
         char name[256];
         snprintf(name, sizeof name, "%s%s", prefix, sd->names[i]);
-        if (gc_get(c, name)) gc_compare(c, name, sd->tensors[i]);
+        size_t nl = strlen(name);
+        if (!gc_get(c, name)) continue;
+        if (ha && nl > 10 && strcmp(name + nl - 10, ".histogram") == 0)
+            gc_compare_tol(c, name, sd->tensors[i], 0, json_number_value(ha));
+        else
+            gc_compare(c, name, sd->tensors[i]);
     }
     bx_named_tensors_free(sd);
+}
+
+/* A converted parameter: with args.qparams_tol (0 = exact) when given. */
+static void cmp_qparam(gcase *c, const char *name, const bx_tensor *t) {
+    json_t *q = json_object_get(gc_args(c), "qparams_tol");
+    if (q) gc_compare_tol(c, name, t, json_number_value(q), json_number_value(q));
+    else gc_compare(c, name, t);
 }
 
 /* The converted model's quantized parameters: the input qparams of its
@@ -227,14 +320,14 @@ static void cmp_converted(gcase *c, bx_module *q) {
             gc_own(c, tz);
             bx_set(ts, 0, s);
             bx_set(tz, 0, (double)z);
-            if (gc_get(c, "out.input_scale")) gc_compare(c, "out.input_scale", ts);
+            if (gc_get(c, "out.input_scale")) cmp_qparam(c, "out.input_scale", ts);
             if (gc_get(c, "out.input_zero_point")) gc_compare(c, "out.input_zero_point", tz);
         } else if (strncmp(t, "QuantizedLinear", 15) == 0) {
             k++;
             for (size_t j = 0; j < sizeof keys / sizeof keys[0]; j++) {
                 char name[96];
                 snprintf(name, sizeof name, "out.fc%d.%s", k, keys[j]);
-                if (gc_get(c, name)) gc_compare(c, name, bx_module_buffer(l, keys[j]));
+                if (gc_get(c, name)) cmp_qparam(c, name, bx_module_buffer(l, keys[j]));
             }
         }
     }
@@ -325,7 +418,11 @@ static void kind_qat_convert(gcase *c) {
 
     bx_qconfig qc;
     int version = (int)gc_arg_int(c, "qconfig_version", 1);
-    if (bx_qconfig_default_qat(gc_arg_str(c, "qconfig_name", "fbgemm"), version, &qc) != BX_OK) {
+    /* qconfig_kind "ptq": get_default_qconfig (observers: HistogramObserver
+     * activations, MinMax weights; float training), else the QAT qconfig */
+    bool ptq = strcmp(gc_arg_str(c, "qconfig_kind", "qat"), "ptq") == 0;
+    if ((ptq ? bx_qconfig_default(gc_arg_str(c, "qconfig_name", "fbgemm"), &qc)
+             : bx_qconfig_default_qat(gc_arg_str(c, "qconfig_name", "fbgemm"), version, &qc)) != BX_OK) {
         gc_fail(c, "qconfig: %s", bx_errmsg());
         return;
     }
@@ -416,5 +513,6 @@ const gkind golden_kinds_qat[] = {
     {"fake_quantize", kind_fake_quantize},
     {"fused_fake_quantize", kind_fused_fake_quantize},
     {"qat_convert", kind_qat_convert},
+    {"histogram_observer", kind_histogram_observer},
     {NULL, NULL},
 };
