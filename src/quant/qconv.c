@@ -397,13 +397,19 @@ static bx_tensor *qconv_forward(bx_module *m, bx_step *st, bx_tensor *x) {
             x = bx_contiguous(st, x);
             if (bx_is_poison(x)) return x;
             xp = x->data;
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t c = 0; c < C; c++)
-                    for (int64_t h = 0; h < H; h++) {
-                        const uint8_t *xr = xp + ((n * C + c) * H + h) * W;
-                        uint8_t *br = buf + ((n * Hp + h + pt) * Wp + pl) * C + c;
-                        for (int64_t ww = 0; ww < W; ww++) br[ww * C] = xr[ww];
-                    }
+            if (C == 1) { /* NCHW = NHWC */
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t h = 0; h < H; h++)
+                        memcpy(buf + (n * Hp + h + pt) * Wp + pl, xp + (n * H + h) * W, (size_t)W);
+            } else {
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t c = 0; c < C; c++)
+                        for (int64_t h = 0; h < H; h++) {
+                            const uint8_t *xr = xp + ((n * C + c) * H + h) * W;
+                            uint8_t *br = buf + ((n * Hp + h + pt) * Wp + pl) * C + c;
+                            for (int64_t ww = 0; ww < W; ww++) br[ww * C] = xr[ww];
+                        }
+            }
         }
     }
 #ifdef BX__QCONV_DIRECT
