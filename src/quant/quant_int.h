@@ -76,7 +76,8 @@ bool bx__qmodule_out_qparams(const bx_module *m, double *scale, int64_t *zp);
  * and rounds it; its error is below tol = 4e-6*(|a*m| + |c|) + 1e-6, so
  * wherever the clamped t is farther than tol from a .5 tie the two
  * roundings agree. Rows with a lane near a tie (about one row in 100) are
- * redone with the exact double formula. a must fit in int32 (callers check
+ * redone with the exact double formula (bx__requant_rows with AVX-512:
+ * only those lanes, bx__requant_one). a must fit in int32 (callers check
  * K*255*255 bounds). */
 typedef struct bx__requant {
     float *m, *c;      /* [O]; m holds 2*O floats: m, then tol0 = 4e-6*|c| + 1e-6 */

@@ -1,6 +1,7 @@
 /* requant.c - F5 requantisation of int32 accumulators to quint8, fast and
- * exact (see bx__requant in quant_int.h): a float32 pass that flags rows
- * with a lane near a rounding tie, redone in double. */
+ * exact (see bx__requant in quant_int.h): a float32 pass that flags lanes
+ * near a rounding tie, redone in double (with AVX-512: 16 lanes at a time,
+ * only the flagged lanes redone; else the scalar row form). */
 #include "quant/quant_int.h"
 
 #include <math.h>
