@@ -43,6 +43,24 @@ bx_tensor *bx__channels_last_tensor(bx_step *st, int64_t N, int64_t C, int64_t H
     return bx_permute(st, t, perm);
 }
 
+/* 2x2 stride-2 max pool of a channels-last u8 (N,H,W,C) into (N,OH,OW,C),
+ * every window inside (inlined with constant C by the caller). */
+static inline __attribute__((always_inline)) void pool2x2_cl(const uint8_t *restrict xp, uint8_t *restrict yp,
+                                                              int64_t N, int64_t H, int64_t W, int64_t OH,
+                                                              int64_t OW, int64_t C) {
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                uint8_t *yr = yp + ((n * OH + oh) * OW + ow) * C;
+                const uint8_t *a = xp + ((n * H + 2 * oh) * W + 2 * ow) * C, *b2 = a + C, *c2 = a + W * C,
+                              *d2 = c2 + C;
+                for (int64_t c = 0; c < C; c++) {
+                    uint8_t m1 = a[c] > b2[c] ? a[c] : b2[c], m2 = c2[c] > d2[c] ? c2[c] : d2[c];
+                    yr[c] = m1 > m2 ? m1 : m2;
+                }
+            }
+}
+
 // x u8 (N,C,H,W) -> y u8 (N,C,H',W')
 static bx_tensor *qpool_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     if (bx_is_poison(x)) return x;
@@ -66,17 +84,12 @@ static bx_tensor *qpool_forward(bx_module *m, bx_step *st, bx_tensor *x) {
         uint8_t *yp = y->data;
         if (kh == 2 && kw == 2 && sh == 2 && sw == 2 && ph == 0 && pw == 0 && dh == 1 && dw == 1 && 2 * OH <= H &&
             2 * OW <= W) { /* the common 2x2 pool: every window inside */
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t oh = 0; oh < OH; oh++)
-                    for (int64_t ow = 0; ow < OW; ow++) {
-                        uint8_t *yr = yp + ((n * OH + oh) * OW + ow) * C;
-                        const uint8_t *a = xp + ((n * H + 2 * oh) * W + 2 * ow) * C, *b2 = a + C, *c2 = a + W * C,
-                                      *d2 = c2 + C;
-                        for (int64_t c = 0; c < C; c++) {
-                            uint8_t m1 = a[c] > b2[c] ? a[c] : b2[c], m2 = c2[c] > d2[c] ? c2[c] : d2[c];
-                            yr[c] = m1 > m2 ? m1 : m2;
-                        }
-                    }
+            switch (C) { /* the common widths as constants: whole vectors, no remainder loops */
+            case 16: pool2x2_cl(xp, yp, N, H, W, OH, OW, 16); break;
+            case 32: pool2x2_cl(xp, yp, N, H, W, OH, OW, 32); break;
+            case 64: pool2x2_cl(xp, yp, N, H, W, OH, OW, 64); break;
+            default: pool2x2_cl(xp, yp, N, H, W, OH, OW, C); break;
+            }
             return y;
         }
         for (int64_t n = 0; n < N; n++)
@@ -171,6 +184,18 @@ typedef struct qflat_impl {
     int sd, ed;
 } qflat_impl;
 
+/* channels-last u8 (N,HW,C) -> (N,C,HW), per image (in cache), contiguous
+ * writes (inlined with constant C by the caller). */
+static inline __attribute__((always_inline)) void to_nchw(const uint8_t *restrict xp, uint8_t *restrict yp, int64_t N,
+                                                           int64_t HW, int64_t C) {
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            const uint8_t *xc = xp + n * HW * C + c;
+            uint8_t *yc = yp + (n * C + c) * HW;
+            for (int64_t p = 0; p < HW; p++) yc[p] = xc[p * C];
+        }
+}
+
 // x u8 (N,C,H,W) or any -> flatten(x, sd, ed)
 static bx_tensor *qflat_forward(bx_module *m, bx_step *st, bx_tensor *x) {
     if (bx_is_poison(x)) return x;
@@ -181,12 +206,11 @@ static bx_tensor *qflat_forward(bx_module *m, bx_step *st, bx_tensor *x) {
         if (bx_is_poison(y)) return y;
         const uint8_t *xp = x->data;
         uint8_t *yp = y->data;
-        for (int64_t n = 0; n < N; n++) /* per image (in cache): contiguous writes */
-            for (int64_t c = 0; c < C; c++) {
-                const uint8_t *xc = xp + n * HW * C + c;
-                uint8_t *yc = yp + (n * C + c) * HW;
-                for (int64_t p = 0; p < HW; p++) yc[p] = xc[p * C];
-            }
+        switch (C) { /* the common widths as constants */
+        case 32: to_nchw(xp, yp, N, HW, 32); break;
+        case 64: to_nchw(xp, yp, N, HW, 64); break;
+        default: to_nchw(xp, yp, N, HW, C); break;
+        }
         x = y;
     }
     return bx_flatten(st, x, f->sd, f->ed);

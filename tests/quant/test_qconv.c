@@ -4,6 +4,7 @@
  * quantized parameters, an input and torch's integer output), then convert
  * + save + load of a QAT Conv2d -> Flatten -> Linear model. */
 #include "../test_util.h"
+#include "quant/quant_int.h"
 
 #include <unistd.h>
 
@@ -295,20 +296,27 @@ static void test_qpool(void) {
     os[2].stride[1] = 1;
     os[3].kernel[1] = 3;
     os[3].padding[1] = 1;
-    for (int i = 0; i < 4; i++) {
-        bx_module *p = bx_quantized_max_pool2d_new(&os[i]);
+    static const int64_t Cs[4] = {5, 16, 32, 64}; /* the kernels' constant widths and another */
+    for (int i = 0; i < 16; i++) {
+        bx_module *p = bx_quantized_max_pool2d_new(&os[i % 4]);
         CHECK(p != NULL);
         if (!p) continue;
         bx_step_reset(st);
-        bx_tensor *xcl, *x = rand_u8(&r, st, 2, 5, 9, 8, &xcl);
+        bx_tensor *xcl, *x = rand_u8(&r, st, 2, Cs[i / 4], 9, 8, &xcl);
         bx_tensor *xf = bx_tensor_new(BX_F32, 4, x->shape);
         CHECK_OK(bx_copy(xf, x));
-        bx_tensor *want = bx_max_pool2d(st, xf, &os[i]);
+        bx_tensor *want = bx_max_pool2d(st, xf, &os[i % 4]);
         bx_tensor *y1 = bx_module_forward(p, st, x), *y2 = bx_module_forward(p, st, xcl);
         CHECK(bx_step_status(st) == BX_OK);
         CHECK_EQ_INT(count_diff(y1, want), 0);
         CHECK_EQ_INT(count_diff(y2, want), 0);
         CHECK(y1->dtype == BX_U8);
+        /* the int8 Flatten of the channels-last result = flatten of the NCHW one */
+        bx_module *fl = bx__quant_flatten_new(1, -1);
+        bx_tensor *f2 = bx_module_forward(fl, st, y2), *f1 = bx_flatten(st, bx_contiguous(st, y1), 1, -1);
+        CHECK(bx_step_status(st) == BX_OK && bx__is_channels_last(y2));
+        CHECK_EQ_INT(count_diff(f2, f1), 0);
+        bx_module_free(fl);
         bx_tensor_free(xf);
         bx_tensor_free(x);
         bx_module_free(p);
