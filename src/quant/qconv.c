@@ -294,8 +294,9 @@ static void qconv_ref(const qconv_impl *q, const bx_module *m, const uint8_t *x,
  * add nothing) by VNNI dot products into O/16 int32 vectors, which are
  * requantised in registers (bx__rq16; lanes near a tie exactly) and written
  * channels-last. Gives the integers of the oneDNN path. */
-static void qconv_direct(const qconv_impl *q, const uint8_t *src, uint8_t *y, int64_t N, int64_t Hp, int64_t Wp,
-                         int64_t KH, int64_t O, int64_t OH, int64_t OW) {
+/* One image of qconv_direct: src (Hp,Wp) -> y (OH,OW,O). */
+static void qconv_direct_image(const qconv_impl *q, const uint8_t *src, uint8_t *y, int64_t Wp, int64_t KH,
+                               int64_t O, int64_t OH, int64_t OW) {
     const bx__requant *r = &q->rq;
     const int64_t sh = q->o.stride[0], sw = q->o.stride[1], dh = q->o.dilation[0];
     const int nb = (int)(O / 16);
@@ -309,33 +310,38 @@ static void qconv_direct(const qconv_impl *q, const uint8_t *src, uint8_t *y, in
         tv[b] = _mm512_loadu_ps(r->m + O + 16 * b);
     }
     const __m512 zo = _mm512_set1_ps(r->zo), lo = _mm512_set1_ps(r->lo - r->zo), hi = _mm512_set1_ps(255.0f - r->zo);
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t oh = 0; oh < OH; oh++) {
-            const uint8_t *row = src + (n * Hp + oh * sh) * Wp;
-            uint8_t *yr = y + (n * OH + oh) * OW * O;
-            for (int64_t ow = 0; ow < OW; ow++) {
-                const uint8_t *px = row + ow * sw;
-                __m512i a[4];
-                for (int b = 0; b < nb; b++) a[b] = _mm512_sub_epi32(_mm512_setzero_si512(), cv[b]);
-                for (int64_t i = 0; i < KH; i++) {
-                    int32_t v;
-                    memcpy(&v, px + i * dh * Wp, 4);
-                    __m512i xb = _mm512_set1_epi32(v);
-                    for (int b = 0; b < nb; b++) a[b] = _mm512_dpbusd_epi32(a[b], xb, wv[i][b]);
-                }
-                for (int b = 0; b < nb; b++) {
-                    unsigned bad = bx__rq16(a[b], mv[b], crv[b], tv[b], lo, hi, zo, yr + ow * O + 16 * b, 0xFFFF);
-                    if (bad) { /* the lanes near a tie, exactly */
-                        int32_t tmp[16];
-                        _mm512_storeu_si512(tmp, a[b]);
-                        for (; bad; bad &= bad - 1) {
-                            int l = __builtin_ctz(bad);
-                            yr[ow * O + 16 * b + l] = bx__requant_one(r, tmp[l], 16 * b + l);
-                        }
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const uint8_t *row = src + oh * sh * Wp;
+        uint8_t *yr = y + oh * OW * O;
+        for (int64_t ow = 0; ow < OW; ow++) {
+            const uint8_t *px = row + ow * sw;
+            __m512i a[4];
+            for (int b = 0; b < nb; b++) a[b] = _mm512_sub_epi32(_mm512_setzero_si512(), cv[b]);
+            for (int64_t i = 0; i < KH; i++) {
+                int32_t v;
+                memcpy(&v, px + i * dh * Wp, 4);
+                __m512i xb = _mm512_set1_epi32(v);
+                for (int b = 0; b < nb; b++) a[b] = _mm512_dpbusd_epi32(a[b], xb, wv[i][b]);
+            }
+            for (int b = 0; b < nb; b++) {
+                unsigned bad = bx__rq16(a[b], mv[b], crv[b], tv[b], lo, hi, zo, yr + ow * O + 16 * b, 0xFFFF);
+                if (bad) { /* the lanes near a tie, exactly */
+                    int32_t tmp[16];
+                    _mm512_storeu_si512(tmp, a[b]);
+                    for (; bad; bad &= bad - 1) {
+                        int l = __builtin_ctz(bad);
+                        yr[ow * O + 16 * b + l] = bx__requant_one(r, tmp[l], 16 * b + l);
                     }
                 }
             }
         }
+    }
+}
+
+static void qconv_direct(const qconv_impl *q, const uint8_t *src, uint8_t *y, int64_t N, int64_t Hp, int64_t Wp,
+                         int64_t KH, int64_t O, int64_t OH, int64_t OW) {
+#pragma omp parallel for schedule(static) if (N > 1 && N * OH * OW * O > 262144)
+    for (int64_t n = 0; n < N; n++) qconv_direct_image(q, src + n * Hp * Wp, y + n * OH * OW * O, Wp, KH, O, OH, OW);
 }
 #endif
 
