@@ -115,6 +115,12 @@ static void test_swa_ema(void) {
 }
 
 static void test_pruning(void) {
+    /* pruning renames fc.weight -> fc.weight_orig after the averaged copy was made */
+    expect_ok("pruning + swa", SHORT "  callbacks: [{class_path: ModelPruning, init_args: {pruning_fn: l1_unstructured, "
+                               "amount: 0.3}}, {class_path: StochasticWeightAveraging, init_args: {swa_lrs: 0.01, "
+                               "swa_epoch_start: 1}}]\n");
+    expect_ok("pruning + ema", SHORT "  callbacks: [{class_path: ModelPruning, init_args: {pruning_fn: l1_unstructured, "
+                               "amount: 0.3}}, {class_path: EMAWeightAveraging, init_args: {decay: 0.9}}]\n");
     expect_ok("pruning global", SHORT "" CB("ModelPruning, init_args: {pruning_fn: l1_unstructured, amount: 0.3, "
                                                      "parameters_to_prune: [[fc1, weight], [fc2, weight]], verbose: 1}"));
     expect_ok("pruning structured", SHORT "" CB("ModelPruning, init_args: {pruning_fn: LN_STRUCTURED, amount: 2, "
