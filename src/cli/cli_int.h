@@ -166,6 +166,19 @@ bool bx__arg_is_null(const bx_state *args, const char *key);
 /* GradientAccumulationScheduler from a mapping {epoch: factor}; errors name `where`. */
 bx_status bx__gas_from_mapping(const bx_state *m, const char *where, bx_callback **out);
 
+/* The callbacks of registry_callbacks.c (listed in registry.c's table):
+ * StochasticWeightAveraging, EMAWeightAveraging, ModelPruning,
+ * QuantizationAwareTraining, GPUStatsMonitor, Timer. */
+extern const bx__class bx__cb_swa, bx__cb_ema, bx__cb_pruning, bx__cb_qat, bx__cb_gpu_stats, bx__cb_timer;
+
+/* A duration value (Timer.duration, trainer.max_time) at `where`:
+ * "DD:HH:MM:SS", a mapping of timedelta arguments {weeks, days, hours,
+ * minutes, seconds, milliseconds, microseconds} (numbers, total >= 0), or
+ * null (*is_null). Writes its "D:HH:MM:SS" text (whole seconds, rounded)
+ * into text[0..n). Errors (BX_ERR_INVALID): "<where>: got 'x' (a string),
+ * expected \"DD:HH:MM:SS\" ...", "<where>.<key>: unknown key ...". */
+bx_status bx__duration_of(const bx_state *v, const char *where, bool *is_null, char *text, size_t n);
+
 /* Datasets (data.c): builds ctx->data from the resolved data spec. */
 bx_status bx__build_data(const bx_state *spec, bx__build_ctx *ctx, bx__data *out);
 void bx__data_free(bx__data *d);

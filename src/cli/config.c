@@ -33,6 +33,7 @@ static const bx__param TRAINER_PARAMS[] = {
     {"enable_progress_bar", BX_P_BOOL, "true", NULL},
     {"enable_model_summary", BX_P_BOOL, "true", NULL},
     {"fast_dev_run", BX_P_INT | BX_P_BOOL, "false", NULL},
+    {"max_time", BX_P_ANY, "null", NULL}, /* "DD:HH:MM:SS", {days, hours, minutes, seconds} or null */
     {"num_threads", BX_P_INT, "0", NULL},
     /* LightningCLI configs carry these; only the values meaning what Blixt
      * does (one CPU process, float32) are accepted (check_hardware) */
@@ -364,6 +365,11 @@ bx_status bx__config_resolve(const bx_state *raw, bx_state **out) {
     if (s == BX_OK) s = bx_state_set(r, "trainer", tr);
     else bx_state_free(tr);
     if (s == BX_OK) s = check_hardware(tr);
+    if (s == BX_OK) {
+        char text[64];
+        bool none;
+        s = bx__duration_of(bx_state_get(tr, "max_time"), "trainer.max_time", &none, text, sizeof text);
+    }
     if (s == BX_OK) {
         bx_state *cbs = NULL;
         s = resolve_spec_list(BX_KIND_CALLBACK, bx_state_get(tr, "callbacks"), "trainer.callbacks", &cbs);

@@ -3,7 +3,9 @@
  * data.c and are listed here). Adding a class is one table entry: a
  * parameter table (names, types, defaults as YAML text) and a builder that
  * reads the resolved options. Callbacks whose implementation lands later are
- * compiled in when their header macro exists. */
+ * compiled in when their header macro exists. The training-technique
+ * callbacks (SWA, EMA, pruning, QAT, GPU stats, Timer) are built in
+ * registry_callbacks.c. */
 #include "blixt/finetuning.h"
 #include "cli/cli_int.h"
 
@@ -600,6 +602,7 @@ static const bx__class *const CALLBACKS[] = {
 #ifdef BX_BACKBONE_FINETUNING_OPTS_INIT
     &CB_BBF,
 #endif
+    &bx__cb_swa, &bx__cb_ema, &bx__cb_pruning, &bx__cb_qat, &bx__cb_gpu_stats, &bx__cb_timer,
     &CB_PB, &CB_MS, NULL};
 static const bx__class *const LOGGERS[] = {&LG_CSV, &LG_TB, NULL};
 static const bx__class *const OPTIMIZERS[] = {&OPT_SGD, &OPT_ADAM, &OPT_ADAMW, &OPT_RMS, NULL};

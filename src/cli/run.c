@@ -306,6 +306,16 @@ static bx_status build(run *r) {
     o.logger_default = bx_state_typeof(lg) == BX_STATE_BOOL ? bx_state_get_bool(lg) : false;
     o.callbacks = cbs;
     o.num_callbacks = ncb;
+    char max_time[64];
+    bool no_max_time = true;
+    s = bx__duration_of(bx_state_get(t, "max_time"), "trainer.max_time", &no_max_time, max_time, sizeof max_time);
+    if (s != BX_OK) { /* checked when the config was resolved */
+        free_list(cbs, ncb, lgs, nlgb);
+        bx__free(cbs);
+        bx__free(lgs);
+        return s;
+    }
+    o.max_time = no_max_time ? NULL : max_time;
     r->tr = bx_trainer_new(&o);
     bx__free(cbs);
     bx__free(lgs);

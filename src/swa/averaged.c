@@ -200,30 +200,39 @@ static bx_status average_one(const bx_averaged_model *a, bx_tensor *avg, const b
     return BX_OK;
 }
 
-/* Checks that lists `mine` (the averaged copy) and `theirs` (the model) pair
- * up: same count, names and element counts/shapes. */
-static bx_status check_pairs(const char *what, const bx_named_tensors *mine, const bx_named_tensors *theirs) {
-    if (mine->n != theirs->n)
-        return bx__error(BX_ERR_SHAPE, "averaged_model update: the model has %d %ss, the averaged copy %d", theirs->n,
-                         what, mine->n);
+/* Pairs lists `mine` (the averaged copy) and `theirs` (the model) by name:
+ * *peers[i] is the model's tensor for mine's entry i (the same name, or the
+ * "_orig" parameter of a model pruned since the copy was made), with the
+ * same shape; every model entry must be used, except pruning masks. */
+static bx_status pair_up(const char *what, const bx_named_tensors *mine, const bx_named_tensors *theirs,
+                         const bx_tensor **peers) {
+    int used = 0;
     for (int i = 0; i < mine->n; i++) {
         char s1[96], s2[96];
-        if (strcmp(mine->names[i], theirs->names[i]) != 0)
-            return bx__error(BX_ERR_SHAPE, "averaged_model update: %s %d is '%s' in the model, '%s' in the averaged copy",
-                             what, i, theirs->names[i], mine->names[i]);
-        if (!bx_same_shape(mine->tensors[i], theirs->tensors[i]))
+        const bx_tensor *t = bx__swa_peer(theirs, mine->names[i]);
+        if (!t)
+            return bx__error(BX_ERR_SHAPE, "averaged_model update: %s '%s' of the averaged copy is not in the model",
+                             what, mine->names[i]);
+        if (!bx_same_shape(mine->tensors[i], t))
             return bx__error(BX_ERR_SHAPE, "averaged_model update: %s '%s' %s does not match the model's %s", what,
                              mine->names[i], bx_shape_str(mine->tensors[i], s1, sizeof s1),
-                             bx_shape_str(theirs->tensors[i], s2, sizeof s2));
+                             bx_shape_str(t, s2, sizeof s2));
+        peers[i] = t;
+        used++;
     }
+    for (int i = 0; i < theirs->n; i++)
+        if (bx__swa_pruning_extra(theirs->names[i])) used++;
+    if (used != theirs->n)
+        return bx__error(BX_ERR_SHAPE, "averaged_model update: the model has %d %ss, the averaged copy %d (names differ)",
+                         theirs->n, what, mine->n);
     return BX_OK;
 }
 
-static bx_status apply_list(const bx_averaged_model *a, bx_named_tensors *mine, const bx_named_tensors *theirs,
+static bx_status apply_list(const bx_averaged_model *a, bx_named_tensors *mine, const bx_tensor **peers,
                             upd_mode mode, int64_t n) {
     for (int i = 0; i < mine->n; i++) {
-        bx_status s = (mode == UPD_COPY || n == 0) ? bx_copy(mine->tensors[i], theirs->tensors[i])
-                                                   : average_one(a, mine->tensors[i], theirs->tensors[i], n);
+        bx_status s = (mode == UPD_COPY || n == 0) ? bx_copy(mine->tensors[i], peers[i])
+                                                   : average_one(a, mine->tensors[i], peers[i], n);
         if (s != BX_OK) return s;
     }
     return BX_OK;
@@ -242,12 +251,17 @@ bx_status bx_averaged_model_update(bx_averaged_model *a, bx_module *model) {
     }
     bx_status s = BX_OK;
     if (!mp || !tp || (with_buffers && (!mb || !tb))) s = bx__error(BX_ERR_NOMEM, "averaged_model update: out of memory");
-    if (s == BX_OK) s = check_pairs("parameter", mp, tp);
-    if (s == BX_OK && with_buffers) s = check_pairs("buffer", mb, tb);
+    const bx_tensor **pp = s == BX_OK ? bx__calloc(sizeof *pp * (size_t)(mp->n + 1)) : NULL;
+    const bx_tensor **pb = s == BX_OK && with_buffers ? bx__calloc(sizeof *pb * (size_t)(mb->n + 1)) : NULL;
+    if (s == BX_OK && (!pp || (with_buffers && !pb))) s = BX_ERR_NOMEM;
+    if (s == BX_OK) s = pair_up("parameter", mp, tp, pp);
+    if (s == BX_OK && with_buffers) s = pair_up("buffer", mb, tb, pb);
     int64_t n = n_avg(a);
-    if (s == BX_OK) s = apply_list(a, mp, tp, UPD_AVERAGE, n);
-    if (s == BX_OK && with_buffers) s = apply_list(a, mb, tb, buf_mode, n);
+    if (s == BX_OK) s = apply_list(a, mp, pp, UPD_AVERAGE, n);
+    if (s == BX_OK && with_buffers) s = apply_list(a, mb, pb, buf_mode, n);
     if (s == BX_OK) *(int64_t *)a->n_averaged->data = n + 1;
+    bx__free(pp);
+    bx__free(pb);
     bx_named_tensors_free(mp);
     bx_named_tensors_free(tp);
     bx_named_tensors_free(mb);
