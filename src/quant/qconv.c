@@ -476,26 +476,11 @@ bx_status bx__quantized_conv2d_opts(const bx_module *m, bx_conv2d_opts *o) {
     return BX_OK;
 }
 
-static bx_tensor *scalar(bx_dtype dt, double v) {
-    bx_tensor *t = bx_tensor_new(dt, 0, NULL);
-    if (t) bx_set(t, 0, v);
-    return t;
-}
-static bx_tensor *convert_1d(const bx_tensor *src, bx_dtype dt) {
-    int64_t n = bx_numel(src);
-    bx_tensor *t = bx_tensor_new(dt, 1, &n);
-    if (t && bx_copy(t, src) != BX_OK) {
-        bx_tensor_free(t);
-        return NULL;
-    }
-    return t;
-}
-
 /* New quantized conv; see quant.h. */
 bx_module *bx_quantized_conv2d_new(const bx_tensor *w_int8, const bx_tensor *w_scale, const bx_tensor *w_zp,
                                    const bx_tensor *bias, const bx_conv2d_opts *o, double in_scale, int64_t in_zp,
                                    double out_scale, int64_t out_zp, bool relu) {
-    char b1[64], b2[64], b3[64];
+    char b1[64];
     bx_conv2d_opts dflt = BX_CONV2D_OPTS_INIT;
     if (!o) o = &dflt;
     if (!w_int8 || w_int8->dtype != BX_I8 || w_int8->ndim != 4 || !w_scale || !w_zp) {
@@ -514,18 +499,9 @@ bx_module *bx_quantized_conv2d_new(const bx_tensor *w_int8, const bx_tensor *w_s
                   o->padding[1], o->padding_same ? " same" : "", o->dilation[0], o->dilation[1]);
         return NULL;
     }
-    int64_t ns = bx_numel(w_scale);
-    if ((ns != O && ns != 1) || bx_numel(w_zp) != ns || (bias && bx_numel(bias) != O)) {
-        bx__error(BX_ERR_SHAPE, "QuantizedConv2d: weight %s, scales %s, zero points %s do not fit",
-                  bx_shape_str(w_int8, b1, sizeof b1), bx_shape_str(w_scale, b2, sizeof b2),
-                  bx_shape_str(w_zp, b3, sizeof b3));
+    if (bx__qlayer_check("QuantizedConv2d", w_int8, w_scale, w_zp, bias, in_scale, in_zp, out_scale, out_zp) !=
+        BX_OK)
         return NULL;
-    }
-    if (!(in_scale > 0) || !(out_scale > 0) || in_zp < 0 || in_zp > 255 || out_zp < 0 || out_zp > 255) {
-        bx__error(BX_ERR_INVALID, "QuantizedConv2d: bad qparams (in %g/%lld, out %g/%lld)", in_scale,
-                  (long long)in_zp, out_scale, (long long)out_zp);
-        return NULL;
-    }
     qconv_impl *q = bx__calloc(sizeof *q);
     if (!q) return NULL;
     q->o = *o;
@@ -533,15 +509,7 @@ bx_module *bx_quantized_conv2d_new(const bx_tensor *w_int8, const bx_tensor *w_s
     q->use_dnnl = true;
     bx_module *m = bx_module_new(relu ? &qconvr_type : &qconv_type, q);
     if (!m) return NULL;
-    bx_status s = bx_module_add_buffer(m, "weight_int8", bx_tensor_clone(w_int8), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "weight_scales", convert_1d(w_scale, BX_F64), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "weight_zero_points", convert_1d(w_zp, BX_I64), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "bias", bias ? convert_1d(bias, BX_F32) : NULL, true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "scale", scalar(BX_F64, out_scale), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "zero_point", scalar(BX_I64, (double)out_zp), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "input_scale", scalar(BX_F64, in_scale), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "input_zero_point", scalar(BX_I64, (double)in_zp), true);
-    if (s != BX_OK || !bx_module_buffer(m, "input_zero_point")) {
+    if (bx__qlayer_add_buffers(m, w_int8, w_scale, w_zp, bias, in_scale, in_zp, out_scale, out_zp) != BX_OK) {
         bx_module_free(m);
         return NULL;
     }

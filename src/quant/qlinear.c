@@ -203,14 +203,9 @@ bool bx_quant_module_qparams(const bx_module *m, double *scale, int64_t *zero_po
     return bx__qmodule_out_qparams(m, scale, zero_point);
 }
 
-static bx_tensor *scalar_f64(double v) {
-    bx_tensor *t = bx_tensor_new(BX_F64, 0, NULL);
-    if (t) ((double *)t->data)[0] = v;
-    return t;
-}
-static bx_tensor *scalar_i64(int64_t v) {
-    bx_tensor *t = bx_tensor_new(BX_I64, 0, NULL);
-    if (t) ((int64_t *)t->data)[0] = v;
+static bx_tensor *scalar(bx_dtype dt, double v) {
+    bx_tensor *t = bx_tensor_new(dt, 0, NULL);
+    if (t) bx_set(t, 0, v);
     return t;
 }
 static bx_tensor *convert_1d(const bx_tensor *src, bx_dtype dt) {
@@ -223,11 +218,41 @@ static bx_tensor *convert_1d(const bx_tensor *src, bx_dtype dt) {
     return t;
 }
 
+/* The checks and buffers QuantizedLinear and QuantizedConv2d share; see quant_int.h. */
+bx_status bx__qlayer_check(const char *what, const bx_tensor *w_int8, const bx_tensor *w_scale, const bx_tensor *w_zp,
+                           const bx_tensor *bias, double in_scale, int64_t in_zp, double out_scale, int64_t out_zp) {
+    char b1[64], b2[64], b3[64];
+    int64_t O = w_int8->shape[0], ns = bx_numel(w_scale);
+    if ((ns != O && ns != 1) || bx_numel(w_zp) != ns || (bias && bx_numel(bias) != O))
+        return bx__error(BX_ERR_SHAPE, "%s: weight %s, scales %s, zero points %s do not fit", what,
+                         bx_shape_str(w_int8, b1, sizeof b1), bx_shape_str(w_scale, b2, sizeof b2),
+                         bx_shape_str(w_zp, b3, sizeof b3));
+    if (!(in_scale > 0) || !(out_scale > 0) || in_zp < 0 || in_zp > 255 || out_zp < 0 || out_zp > 255)
+        return bx__error(BX_ERR_INVALID, "%s: bad qparams (in %g/%lld, out %g/%lld)", what, in_scale,
+                         (long long)in_zp, out_scale, (long long)out_zp);
+    return BX_OK;
+}
+
+bx_status bx__qlayer_add_buffers(bx_module *m, const bx_tensor *w_int8, const bx_tensor *w_scale, const bx_tensor *w_zp,
+                                 const bx_tensor *bias, double in_scale, int64_t in_zp, double out_scale,
+                                 int64_t out_zp) {
+    bx_status s = bx_module_add_buffer(m, "weight_int8", bx_tensor_clone(w_int8), true);
+    if (s == BX_OK) s = bx_module_add_buffer(m, "weight_scales", convert_1d(w_scale, BX_F64), true);
+    if (s == BX_OK) s = bx_module_add_buffer(m, "weight_zero_points", convert_1d(w_zp, BX_I64), true);
+    if (s == BX_OK) s = bx_module_add_buffer(m, "bias", bias ? convert_1d(bias, BX_F32) : NULL, true);
+    if (s == BX_OK) s = bx_module_add_buffer(m, "scale", scalar(BX_F64, out_scale), true);
+    if (s == BX_OK) s = bx_module_add_buffer(m, "zero_point", scalar(BX_I64, (double)out_zp), true);
+    if (s == BX_OK) s = bx_module_add_buffer(m, "input_scale", scalar(BX_F64, in_scale), true);
+    if (s == BX_OK) s = bx_module_add_buffer(m, "input_zero_point", scalar(BX_I64, (double)in_zp), true);
+    if (s == BX_OK && !bx_module_buffer(m, "input_zero_point")) s = BX_ERR_NOMEM;
+    return s;
+}
+
 /* New quantized linear; see quant.h. */
 bx_module *bx_quantized_linear_new(const bx_tensor *w_int8, const bx_tensor *w_scale, const bx_tensor *w_zp,
                                    const bx_tensor *bias, double in_scale, int64_t in_zp, double out_scale,
                                    int64_t out_zp, bool relu) {
-    char b1[64], b2[64], b3[64];
+    char b1[64];
     if (!w_int8 || !w_scale || !w_zp) {
         bx__error(BX_ERR_INVALID, "QuantizedLinear: weight, scales and zero points are required");
         return NULL;
@@ -236,35 +261,16 @@ bx_module *bx_quantized_linear_new(const bx_tensor *w_int8, const bx_tensor *w_s
         bx__error(BX_ERR_SHAPE, "QuantizedLinear: weight %s must be i8 (out,in)", bx_shape_str(w_int8, b1, sizeof b1));
         return NULL;
     }
-    int64_t O = w_int8->shape[0];
-    int64_t ns = bx_numel(w_scale);
-    if ((ns != O && ns != 1) || bx_numel(w_zp) != ns || (bias && bx_numel(bias) != O)) {
-        bx__error(BX_ERR_SHAPE, "QuantizedLinear: weight %s, scales %s, zero points %s do not fit",
-                  bx_shape_str(w_int8, b1, sizeof b1), bx_shape_str(w_scale, b2, sizeof b2),
-                  bx_shape_str(w_zp, b3, sizeof b3));
+    if (bx__qlayer_check("QuantizedLinear", w_int8, w_scale, w_zp, bias, in_scale, in_zp, out_scale, out_zp) !=
+        BX_OK)
         return NULL;
-    }
-    if (!(in_scale > 0) || !(out_scale > 0) || in_zp < 0 || in_zp > 255 || out_zp < 0 || out_zp > 255) {
-        bx__error(BX_ERR_INVALID, "QuantizedLinear: bad qparams (in %g/%lld, out %g/%lld)", in_scale,
-                  (long long)in_zp, out_scale, (long long)out_zp);
-        return NULL;
-    }
     ql_impl *q = bx__calloc(sizeof *q);
     if (!q) return NULL;
     q->relu = relu;
     q->use_dnnl = true;
     bx_module *m = bx_module_new(relu ? &qlr_type : &ql_type, q);
     if (!m) return NULL;
-    bx_tensor *w = bx_tensor_clone(w_int8);
-    bx_status s = bx_module_add_buffer(m, "weight_int8", w, true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "weight_scales", convert_1d(w_scale, BX_F64), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "weight_zero_points", convert_1d(w_zp, BX_I64), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "bias", bias ? convert_1d(bias, BX_F32) : NULL, true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "scale", scalar_f64(out_scale), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "zero_point", scalar_i64(out_zp), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "input_scale", scalar_f64(in_scale), true);
-    if (s == BX_OK) s = bx_module_add_buffer(m, "input_zero_point", scalar_i64(in_zp), true);
-    if (s != BX_OK || !bx_module_buffer(m, "input_zero_point")) {
+    if (bx__qlayer_add_buffers(m, w_int8, w_scale, w_zp, bias, in_scale, in_zp, out_scale, out_zp) != BX_OK) {
         bx_module_free(m);
         return NULL;
     }

@@ -51,6 +51,16 @@ bool bx__is_dequant_stub(const bx_module *m);
 bool bx__is_quantize(const bx_module *m);
 bool bx__is_dequantize(const bx_module *m);
 bool bx__is_quantized_linear(const bx_module *m);
+/* Shared by QuantizedLinear and QuantizedConv2d (`what` names the layer):
+ * scales / zero points per output channel or per tensor, bias per output,
+ * qparams positive scales and u8 zero points (BX_ERR_SHAPE/INVALID); then
+ * the buffers weight_int8, weight_scales (f64), weight_zero_points (i64),
+ * bias (f32 or absent), scale, zero_point, input_scale, input_zero_point. */
+bx_status bx__qlayer_check(const char *what, const bx_tensor *w_int8, const bx_tensor *w_scale, const bx_tensor *w_zp,
+                           const bx_tensor *bias, double in_scale, int64_t in_zp, double out_scale, int64_t out_zp);
+bx_status bx__qlayer_add_buffers(bx_module *m, const bx_tensor *w_int8, const bx_tensor *w_scale, const bx_tensor *w_zp,
+                                 const bx_tensor *bias, double in_scale, int64_t in_zp, double out_scale,
+                                 int64_t out_zp);
 bool bx__is_quantized_conv2d(const bx_module *m);
 bx_status bx__quantized_conv2d_opts(const bx_module *m, bx_conv2d_opts *o);
 /* Kernel of a QuantizedConv2d: oneDNN (default) or the plain C loop. */
