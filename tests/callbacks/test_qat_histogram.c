@@ -6,116 +6,14 @@
  * at fit end uses the observers' qparams, and a checkpoint's histogram
  * buffers restore when resuming. Bit-exactness against torch is the golden
  * case qhist_convert_* (tests/quant/gen_hist_cases.py). */
-#include "test_util.h"
+#define QF_INIT_SEED 11
+#define QF_DS_AMP 1.5
+#include "qat_fixture.h"
 
-#include <blixt/callbacks.h>
-#include <blixt/ops.h>
-#include <blixt/qat.h>
-#include <blixt/trainer.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* ---- the model: fc1 (4->8) -> relu -> fc2 (8->2), forward by name ---------- */
-typedef struct mlp {
-    bx_module *root;
-} mlp;
-
-static bx_tensor *mlp_forward(bx_module *m, bx_step *st, bx_tensor *x) {
-    x = bx_module_forward(bx_module_child(m, "fc1"), st, x);
-    x = bx_module_forward(bx_module_child(m, "relu"), st, x);
-    return bx_module_forward(bx_module_child(m, "fc2"), st, x);
-}
-static const bx_module_type MLP_TYPE = {"Mlp", mlp_forward, NULL, NULL, NULL, NULL};
-
-static bx_module *m_module(void *self) { return ((mlp *)self)->root; }
-static bx_status m_opt(void *self, bx_trainer *tr, bx_optim_config *cfg) {
-    (void)tr;
-    bx_sgd_opts o = BX_SGD_OPTS_INIT;
-    o.lr = 0.1;
-    bx_optimizer *opt = bx_sgd_new(&o);
-    bx_named_tensors *np = bx_module_named_parameters(((mlp *)self)->root);
-    bx_status s = bx_optimizer_add_group(opt, np->tensors, np->n, NULL);
-    bx_named_tensors_free(np);
-    return s ? s : bx_optim_config_add_optimizer(cfg, opt);
-}
-static bx_status m_train(void *self, bx_step *st, const bx_batch *b, int64_t i) {
-    (void)i;
-    bx_tensor *y = bx_module_forward(((mlp *)self)->root, st, b->x);
-    return bx_step_set_loss(st, bx_mse_loss(st, y, b->y, BX_REDUCTION_MEAN));
-}
-static bx_status m_val(void *self, bx_step *st, const bx_batch *b, int64_t i) {
-    (void)i;
-    bx_module_forward(((mlp *)self)->root, st, b->x);
-    return BX_OK;
-}
-static const bx_model_ops MLP_OPS = {.name = "Mlp", .module = m_module, .configure_optimizers = m_opt,
-                                     .training_step = m_train, .validation_step = m_val};
-
-static void mlp_init(mlp *m) {
-    bx_rng r;
-    bx_rng_init(&r, 11);
-    m->root = bx_module_new(&MLP_TYPE, NULL);
-    bx_module_add_child(m->root, "fc1", bx_nn_linear(4, 8, true, &r));
-    bx_module_add_child(m->root, "relu", bx_nn_relu());
-    bx_module_add_child(m->root, "fc2", bx_nn_linear(8, 2, true, &r));
-}
-
-static bx_dataset *make_ds(int n, int seed) {
-    int64_t xs[2] = {n, 4}, ys[2] = {n, 2};
-    bx_tensor *x = bx_tensor_new(BX_F32, 2, xs), *y = bx_tensor_new(BX_F32, 2, ys);
-    for (int i = 0; i < n; i++) {
-        double v[4];
-        for (int k = 0; k < 4; k++) v[k] = 1.5 * sin(0.7 * (i + seed) + 1.3 * k);
-        for (int k = 0; k < 4; k++) bx_set(x, 4 * i + k, v[k]);
-        bx_set(y, 2 * i, 0.5 * v[0] - 0.3 * v[1] + 0.2);
-        bx_set(y, 2 * i + 1, fabs(v[2]) - 0.4 * v[3]);
-    }
-    return bx_dataset_from_tensors(x, y, true);
-}
-
-static bx_trainer_opts topts(int64_t epochs, bx_callback **cbs, int ncb) {
-    bx_trainer_opts o = BX_TRAINER_OPTS_INIT;
-    o.max_epochs = epochs;
-    o.num_sanity_val_steps = 0;
-    o.callbacks = cbs;
-    o.num_callbacks = ncb;
-    o.enable_checkpointing = false;
-    o.enable_progress_bar = false;
-    o.enable_model_summary = false;
-    o.logger_default = false;
-    return o;
-}
-
-static bx_status fit(mlp *m, bx_trainer_opts *o, const char *ckpt, bx_trainer **keep) {
-    bx_trainer *tr = bx_trainer_new(o);
-    if (!tr) return BX_ERR_INVALID;
-    bx_dataset *dtr = make_ds(48, 0), *dva = make_ds(16, 100);
-    bx_loader_opts lo = BX_LOADER_OPTS_INIT;
-    lo.batch_size = 16;
-    bx_loader *ltr = bx_loader_new(dtr, &lo), *lva = bx_loader_new(dva, &lo);
-    bx_model model = {&MLP_OPS, m};
-    bx_status s = bx_trainer_fit(tr, &model, ltr, lva, ckpt);
-    if (keep) *keep = tr;
-    else bx_trainer_free(tr);
-    bx_loader_free(ltr);
-    bx_loader_free(lva);
-    bx_dataset_free(dtr);
-    bx_dataset_free(dva);
-    return s;
-}
-
-static bx_tensor *run(bx_module *root, const bx_tensor *x) {
-    bx_step *st = bx_step_new();
-    bx_no_grad_push(st);
-    bx_tensor *y = bx_module_forward(root, st, (bx_tensor *)x);
-    bx_tensor *out = bx_is_poison(y) ? NULL : bx_tensor_clone(y);
-    bx_no_grad_pop(st);
-    bx_step_free(st);
-    return out;
-}
 
 static const char *tname(bx_module *root, const char *path) {
     bx_module *m = bx_module_find(root, path);
@@ -214,7 +112,7 @@ static void test_fit_convert(void) {
     CHECK(cbs[1] != NULL);
     bx_trainer_opts to = topts(3, cbs, 2);
     bx_trainer *tr = NULL;
-    CHECK_OK(fit(&m, &to, NULL, &tr));
+    CHECK_OK(fit(&m, &to, 48, 16, 16, NULL, &tr));
     CHECK(p.types_ok);
     /* observers learn in training only */
     CHECK(p.train_batches == 9 && p.train_on == 9);
@@ -266,10 +164,10 @@ static void test_float_training(void) {
     mlp_init(&b);
     bx_callback *cbs[1] = {hist_cb("qnnpack", false)};
     bx_trainer_opts to = topts(2, cbs, 1);
-    CHECK_OK(fit(&a, &to, NULL, NULL));
+    CHECK_OK(fit(&a, &to, 48, 16, 16, NULL, NULL));
     CHECK(!strcmp(tname(a.root, "fc2.weight_fake_quant"), "MinMaxObserver"));
     bx_trainer_opts to2 = topts(2, NULL, 0);
-    CHECK_OK(fit(&b, &to2, NULL, NULL));
+    CHECK_OK(fit(&b, &to2, 48, 16, 16, NULL, NULL));
     const char *names[4] = {"fc1", "fc1", "fc2", "fc2"}, *ps[4] = {"weight", "bias", "weight", "bias"};
     for (int k = 0; k < 4; k++) {
         const bx_tensor *ta = bx_module_param(bx_module_child(a.root, names[k]), ps[k]);
@@ -304,14 +202,14 @@ static void test_resume(void) {
     mlp_init(&m);
     bx_callback *cbs[2] = {hist_cb("fbgemm", false), bx_callback_new(&SAVER_OPS, path)};
     bx_trainer_opts to = topts(2, cbs, 2);
-    CHECK_OK(fit(&m, &to, NULL, NULL));
+    CHECK_OK(fit(&m, &to, 48, 16, 16, NULL, NULL));
     CHECK(hist_sum(bx_module_find(m.root, "fc1.activation_post_process")) > 0);
     /* a fresh model + callback resume (max_epochs reached: nothing trains) */
     mlp m2;
     mlp_init(&m2);
     bx_callback *cbs2[1] = {hist_cb("fbgemm", false)};
     bx_trainer_opts to2 = topts(2, cbs2, 1);
-    CHECK_OK(fit(&m2, &to2, path, NULL));
+    CHECK_OK(fit(&m2, &to2, 48, 16, 16, path, NULL));
     const char *obs[3] = {"quant.activation_post_process", "fc1.activation_post_process",
                           "fc2.activation_post_process"};
     for (int k = 0; k < 3; k++) {
@@ -327,7 +225,7 @@ static void test_resume(void) {
     mlp_init(&m3);
     bx_callback *cbs3[1] = {hist_cb("fbgemm", true)};
     bx_trainer_opts to3 = topts(2, cbs3, 1);
-    CHECK_OK(fit(&m3, &to3, path, NULL));
+    CHECK_OK(fit(&m3, &to3, 48, 16, 16, path, NULL));
     CHECK(!strcmp(bx_module_type_name(bx_module_child(m3.root, "fc2")), "QuantizedLinear"));
     /* a checkpoint of the other observer type is refused */
     mlp m4;
@@ -337,7 +235,7 @@ static void test_resume(void) {
     o4.num_modules_to_fuse = 1;
     bx_callback *cbs4[1] = {bx_qat_callback_new(&o4)};
     bx_trainer_opts to4 = topts(3, cbs4, 1);
-    CHECK_ERR(fit(&m4, &to4, path, NULL), BX_ERR_INVALID, "observer_type 'histogram'");
+    CHECK_ERR(fit(&m4, &to4, 48, 16, 16, path, NULL), BX_ERR_INVALID, "observer_type 'histogram'");
     unlink(path);
     rmdir(dir);
     bx_module_free(m.root);
