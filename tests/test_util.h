@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int tu_failures = 0;
 static int tu_checks = 0;
@@ -67,6 +70,38 @@ static int tu_checks = 0;
                     bx_status_str(s_), bx_errmsg());                                    \
         }                                                                               \
     } while (0)
+
+/* Entries of dir other than "." and ".." (-1 when it cannot be opened). */
+static inline int tu_count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+/* rm -rf of a file or directory tree (test folders only). */
+static inline void tu_rmtree(const char *path) {
+    struct stat sb;
+    if (lstat(path, &sb) != 0) return;
+    if (!S_ISDIR(sb.st_mode)) {
+        unlink(path);
+        return;
+    }
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[2048];
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        tu_rmtree(p);
+    }
+    if (d) closedir(d);
+    rmdir(path);
+}
 
 static inline int tu_finish(const char *name) {
     if (tu_failures) {

@@ -150,29 +150,11 @@ static inline bool ch_exists(const char *dir, const char *name) {
 
 /* Number of entries in dir (0 when missing). */
 static inline int ch_count(const char *dir) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    if (d) closedir(d);
-    return n;
+    int n = tu_count_entries(dir);
+    return n < 0 ? 0 : n;
 }
 
-/* rm -rf of a test directory tree (two levels are enough here). */
-static inline void ch_rmtree(const char *dir) {
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char p[2048];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) ch_rmtree(p);
-        else unlink(p);
-    }
-    if (d) closedir(d);
-    rmdir(dir);
-}
+/* rm -rf of a test directory tree. */
+static inline void ch_rmtree(const char *dir) { tu_rmtree(dir); }
 
 #endif

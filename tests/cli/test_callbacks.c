@@ -18,23 +18,6 @@
 
 static char cfg_path[1024], data_root[1024], extra_path[1100];
 
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
-static void rm_rf(const char *p) {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", p);
-}
-
 /* `blixt <cmd> --config tiny_mlp.yaml --config <yaml> [a1] [a2]`, the second
  * config written outside the run folder. */
 static bx_status run_yaml(FILE *out, const char *cmd, const char *yaml, const char *a1, const char *a2) {
@@ -61,7 +44,7 @@ static void expect_ok(const char *why, const char *yaml) {
         tu_failures++;
         fprintf(stderr, "%s: got %s \"%s\"\n", why, bx_status_str(s), bx_errmsg());
     }
-    rm_rf("logs");
+    tu_rmtree("logs");
 }
 
 /* Expects a failure whose message holds the needles, and nothing written. */
@@ -75,10 +58,10 @@ static void expect_fail(const char *why, bx_status want, const char *yaml, const
                 bx_status_str(want), n1, n2 ? n2 : "");
     }
     tu_checks++;
-    if (count_entries(".") != 0) {
+    if (tu_count_entries(".") != 0) {
         tu_failures++;
         fprintf(stderr, "%s: files were written\n", why);
-        rm_rf("logs");
+        tu_rmtree("logs");
     }
 }
 
@@ -151,7 +134,7 @@ static void test_pruning(void) {
                            SHORT "" CB("ModelPruning, init_args: {pruning_fn: l1_unstructured, "
                                                  "parameters_to_prune: [[fc9, weight]]}"), NULL, NULL);
     CHECK(s != BX_OK && strstr(bx_errmsg(), "fc9") != NULL);
-    rm_rf("logs");
+    tu_rmtree("logs");
 }
 
 static void test_qat(void) {
@@ -192,7 +175,7 @@ static void test_gpu_stats(void) {
         tu_failures++;
         fprintf(stderr, "gpu stats: got %s \"%s\"\n", bx_status_str(s), bx_errmsg());
     }
-    rm_rf("logs");
+    tu_rmtree("logs");
     expect_fail("gpu stats flag", BX_ERR_INVALID, SHORT "" CB("GPUStatsMonitor, init_args: {fan_speed: fast}"),
                 "trainer.callbacks[0].init_args.fan_speed: got 'fast'", "expected a bool");
     expect_fail("gpu stats key", BX_ERR_INVALID, SHORT "" CB("GPUStatsMonitor, init_args: {gpu_temp: true}"),
@@ -242,7 +225,7 @@ static void test_timer_max_time(void) {
                       NULL, NULL));
     CHECK_EQ_INT(train_rows(), 0);
     CHECK_EQ_INT(last_step(), -1); /* no epoch ended: no checkpoint */
-    rm_rf("logs");
+    tu_rmtree("logs");
     expect_fail("timer duration", BX_ERR_INVALID, SHORT "" CB("Timer, init_args: {duration: 5 minutes}"),
                 "trainer.callbacks[0].init_args.duration: got '5 minutes'", "DD:HH:MM:SS");
     expect_fail("timer duration key", BX_ERR_INVALID, SHORT "" CB("Timer, init_args: {duration: {mins: 5}}"),
@@ -254,17 +237,17 @@ static void test_timer_max_time(void) {
     CHECK_OK(run_yaml(NULL, "fit", SHORT "  log_every_n_steps: 1\n", "--trainer.max_time=00:00:00:00", NULL));
     CHECK_EQ_INT(train_rows(), 0);
     CHECK_EQ_INT(last_step(), -1);
-    rm_rf("logs");
+    tu_rmtree("logs");
     CHECK_OK(run_yaml(NULL, "fit", SHORT "  log_every_n_steps: 1\n",
                       "--trainer.max_time={days: 0, hours: 0, minutes: 0, seconds: 0}", NULL));
     CHECK_EQ_INT(train_rows(), 0);
     CHECK_EQ_INT(last_step(), -1);
-    rm_rf("logs");
+    tu_rmtree("logs");
     /* the same run with a far limit: every step (the check above can fail) */
     CHECK_OK(run_yaml(NULL, "fit", SHORT "  log_every_n_steps: 1\n  max_time: {hours: 1, minutes: 30}\n", NULL, NULL));
     CHECK_EQ_INT(train_rows(), 6); /* 2 epochs x 3 batches */
     CHECK_EQ_INT(last_step(), 6);
-    rm_rf("logs");
+    tu_rmtree("logs");
     expect_fail("max_time string", BX_ERR_INVALID, SHORT "  max_time: 1 hour\n",
                 "trainer.max_time: got '1 hour' (a string), expected \"DD:HH:MM:SS\"", "{days, hours, minutes, seconds}");
     expect_fail("max_time number", BX_ERR_INVALID, SHORT "  max_time: 60\n", "trainer.max_time: got 60",
@@ -340,7 +323,7 @@ static void test_print_config(void) {
     CHECK(bx_state_typeof(bx_state_get(bx_state_get(bx_state_at(cbs, 5), "init_args"), "duration")) == BX_STATE_NULL);
     bx_state_free(c);
     free(buf);
-    CHECK_EQ_INT(count_entries("."), 0);
+    CHECK_EQ_INT(tu_count_entries("."), 0);
     /* a given max_time dict is printed as given */
     f = tmpfile();
     CHECK_OK(run_yaml(f, "fit", "trainer: {max_time: {hours: 2}}\n", "--print_config", NULL));
@@ -372,7 +355,7 @@ int main(void) {
     test_gpu_stats();
     test_timer_max_time();
     if (chdir("/") != 0) return 1;
-    rm_rf(tmp);
+    tu_rmtree(tmp);
     remove(extra_path);
     return tu_finish("cli/callbacks");
 }

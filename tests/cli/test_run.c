@@ -26,26 +26,9 @@ static bx_status cli(FILE *out, const char *a1, const char *a2, const char *a3, 
     return bx_cli_run(argc, (char **)argv, out ? out : stdout);
 }
 
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
 static bool exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
-}
-
-static void rm_rf(const char *p) {
-    char cmd[1200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", p);
 }
 
 /* Expects a failure whose message holds the needles, and an empty folder. */
@@ -59,10 +42,10 @@ static void expect_fail(const char *why, bx_status want, const char *a2, const c
                 n1, n2 ? n2 : "");
     }
     tu_checks++;
-    if (count_entries(".") != 0) {
+    if (tu_count_entries(".") != 0) {
         tu_failures++;
         fprintf(stderr, "%s: files were written\n", why);
-        rm_rf("logs");
+        tu_rmtree("logs");
     }
 }
 
@@ -139,7 +122,7 @@ static void test_print_config(void) {
     }
     bx_state_free(c);
     free(buf);
-    CHECK_EQ_INT(count_entries("."), 0); /* nothing written */
+    CHECK_EQ_INT(tu_count_entries("."), 0); /* nothing written */
 
     /* the shipped example config resolves (every class it names exists) */
     char ex[1200];
@@ -205,8 +188,8 @@ static void test_fit_and_more(void) {
         }
     }
     /* the loggers share the version: one run folder */
-    CHECK_EQ_INT(count_entries("logs/tiny"), 1);
-    CHECK(count_entries("logs/tiny/version_0/checkpoints") == 2); /* best + last */
+    CHECK_EQ_INT(tu_count_entries("logs/tiny"), 1);
+    CHECK(tu_count_entries("logs/tiny/version_0/checkpoints") == 2); /* best + last */
     /* EarlyStopping added from the command line is in the saved config */
     bx_state *saved = NULL;
     CHECK_OK(bx__yaml_load_file("logs/tiny/version_0/config.yaml", &saved));
@@ -317,7 +300,7 @@ static void test_fit_and_more(void) {
         CHECK_ERR(cli(NULL, "fit", "--model=CNN", "--model.kernel_size=4", NULL), BX_ERR_INVALID,
                   "model.init_args.kernel_size: got 4");
     }
-    rm_rf("logs");
+    tu_rmtree("logs");
 }
 
 int main(void) {
@@ -335,6 +318,6 @@ int main(void) {
     test_print_config();
     test_fit_and_more();
     if (chdir("/") != 0) return 1;
-    rm_rf(tmp);
+    tu_rmtree(tmp);
     return tu_finish("cli/run");
 }
