@@ -11,6 +11,7 @@
  * batch. */
 #include "train/train_int.h"
 #include "blixt/quant.h"
+#include "blixt/callbacks.h"
 
 #include <dirent.h>
 #include <stdio.h>
@@ -147,14 +148,8 @@ static bx_status find_last(bx_trainer *tr, char *out, size_t n) {
     out[0] = '\0';
     double best = -1;
     for (int i = 0; i < tr->ncb; i++) {
-        bx_callback *cb = tr->cbs[i];
-        if (!bx__cb_is(cb, "ModelCheckpoint") || !cb->ops->state_dict) continue;
-        bx_state *st = bx_state_dict();
-        if (!st) return BX_ERR_NOMEM;
-        bx_status s = cb->ops->state_dict(cb->self, tr, st);
-        const bx_state *dp = s == BX_OK ? bx_state_get(st, "dirpath") : NULL;
-        const char *dir = dp && bx_state_typeof(dp) == BX_STATE_STRING ? bx_state_get_string(dp) : NULL;
-        DIR *d = dir ? opendir(dir) : NULL;
+        const char *dir = bx_model_checkpoint_dirpath(tr->cbs[i]); /* "" for other callbacks */
+        DIR *d = dir[0] ? opendir(dir) : NULL;
         struct dirent *e;
         while (d && (e = readdir(d)) != NULL) {
             size_t len = strlen(e->d_name);
@@ -170,7 +165,6 @@ static bx_status find_last(bx_trainer *tr, char *out, size_t n) {
             }
         }
         if (d) closedir(d);
-        bx_state_free(st);
     }
     return BX_OK;
 }
@@ -182,15 +176,8 @@ static bx_status find_last(bx_trainer *tr, char *out, size_t n) {
 static bx_status find_best(bx_trainer *tr, const char *fn, char *out, size_t n) {
     out[0] = '\0';
     for (int i = 0; i < tr->ncb; i++) {
-        bx_callback *cb = tr->cbs[i];
-        if (!bx__cb_is(cb, "ModelCheckpoint") || !cb->ops->state_dict) continue;
-        bx_state *st = bx_state_dict();
-        if (!st) return BX_ERR_NOMEM;
-        bx_status s = cb->ops->state_dict(cb->self, tr, st);
-        const bx_state *bp = s == BX_OK ? bx_state_get(st, "best_model_path") : NULL;
-        if (bp && bx_state_typeof(bp) == BX_STATE_STRING) bx__strlcpy(out, bx_state_get_string(bp), n);
-        bx_state_free(st);
-        if (s != BX_OK) return s;
+        if (!bx__cb_is(tr->cbs[i], "ModelCheckpoint")) continue;
+        bx__strlcpy(out, bx_model_checkpoint_best_model_path(tr->cbs[i]), n);
         if (!out[0])
             return bx__error(BX_ERR_STATE,
                              "%s(ckpt_path=\"best\"): ModelCheckpoint has no best checkpoint yet (fit has not "
