@@ -44,10 +44,6 @@ def meta(name, kind, op, args, tol, atol):
             "generator": "tests/quant/gen_hist_cases.py"}
 
 
-def npy(t):
-    return t.detach().cpu().numpy().copy()
-
-
 QS = {torch.per_tensor_affine: "per_tensor_affine", torch.per_tensor_symmetric: "per_tensor_symmetric"}
 
 
@@ -63,17 +59,17 @@ def hist_case(name, batches, **kw):
     for k, x in enumerate(batches, 1):
         x = x.float()
         o(x)
-        t["in.x.step%d" % k] = npy(x)
-        t["out.histogram.step%d" % k] = npy(o.histogram)
-        t["out.min_val.step%d" % k] = npy(o.min_val)
-        t["out.max_val.step%d" % k] = npy(o.max_val)
+        t["in.x.step%d" % k] = gq.npy(x)
+        t["out.histogram.step%d" % k] = gq.npy(o.histogram)
+        t["out.min_val.step%d" % k] = gq.npy(o.min_val)
+        t["out.max_val.step%d" % k] = gq.npy(o.max_val)
         if o.min_val.item() != float("inf"):
             nmin, nmax = o._non_linear_param_search()
-            t["out.new_min.step%d" % k] = npy(nmin)
-            t["out.new_max.step%d" % k] = npy(nmax)
+            t["out.new_min.step%d" % k] = gq.npy(nmin)
+            t["out.new_max.step%d" % k] = gq.npy(nmax)
         s, z = o.calculate_qparams()
-        t["out.scale.step%d" % k] = npy(s).astype(np.float32)
-        t["out.zero_point.step%d" % k] = npy(z).astype(np.int32)
+        t["out.scale.step%d" % k] = gq.npy(s).astype(np.float32)
+        t["out.zero_point.step%d" % k] = gq.npy(z).astype(np.int32)
     keys = list(o.state_dict().keys())
     args["state_keys"] = keys
     save_file(os.path.join(OUT, name + ".safetensors"), t,
@@ -142,7 +138,7 @@ def ptq_convert_case(name, backend, engine, sizes, batches=5, lr=0.05, dyadic=Fa
                 p.copy_(torch.round(p * 16) / 16)
     t = {}
     for k, v in m.state_dict().items():
-        t["param." + k] = npy(v)
+        t["param." + k] = gq.npy(v)
     m.qconfig = tq.get_default_qconfig(backend)
     m.train()
     tq.fuse_modules_qat(m, [["fc%d" % (i + 1), "relu%d" % (i + 1)] for i in range(m.n - 1)], inplace=True)
@@ -154,8 +150,8 @@ def ptq_convert_case(name, backend, engine, sizes, batches=5, lr=0.05, dyadic=Fa
         if dyadic:
             x = torch.round(x * 4) / 4
         y = torch.randint(0, sizes[-1], (16,))
-        t["in.batch%d.x" % k] = npy(x)
-        t["in.batch%d.y" % k] = npy(y)
+        t["in.batch%d.x" % k] = gq.npy(x)
+        t["in.batch%d.y" % k] = gq.npy(y)
         opt.zero_grad()
         loss = nn.functional.cross_entropy(m(x), y)
         loss.backward()
@@ -163,36 +159,12 @@ def ptq_convert_case(name, backend, engine, sizes, batches=5, lr=0.05, dyadic=Fa
         losses.append(loss.item())
     t["out.qat_loss"] = np.array(losses, dtype=np.float32)
     for k, v in m.state_dict().items():
-        t["out.qat." + k] = npy(v)
+        t["out.qat." + k] = gq.npy(v)
     m.eval()
     ex = torch.randn(12, sizes[0]) * 1.5
     if dyadic:
         ex = torch.round(ex * 4) / 4
-    t["in.eval_x"] = npy(ex)
-    with torch.no_grad():
-        t["out.qat_eval_y"] = npy(m(ex))
-    q = tq.convert(m, inplace=False)
-    t["out.input_scale"] = np.array(float(q.quant.scale), dtype=np.float64)
-    t["out.input_zero_point"] = np.array(int(q.quant.zero_point), dtype=np.int64)
-    for i in range(1, m.n + 1):
-        l = getattr(q, "fc%d" % i)
-        w = l.weight()
-        t["out.fc%d.weight_int8" % i] = npy(w.int_repr())
-        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-            t["out.fc%d.weight_scales" % i] = npy(w.q_per_channel_scales()).astype(np.float64)
-            t["out.fc%d.weight_zero_points" % i] = npy(w.q_per_channel_zero_points()).astype(np.int64)
-        else:
-            t["out.fc%d.weight_scales" % i] = np.array([w.q_scale()], dtype=np.float64)
-            t["out.fc%d.weight_zero_points" % i] = np.array([w.q_zero_point()], dtype=np.int64)
-        t["out.fc%d.bias" % i] = npy(l.bias())
-        t["out.fc%d.scale" % i] = np.array(float(l.scale), dtype=np.float64)
-        t["out.fc%d.zero_point" % i] = np.array(int(l.zero_point), dtype=np.int64)
-    outs = {}
-    getattr(q, "fc%d" % m.n).register_forward_hook(lambda mod, i, o: outs.__setitem__("q", o))
-    with torch.no_grad():
-        y = q(ex)
-    t["out.y"] = npy(y)
-    t["out.y_quint8"] = npy(outs["q"].int_repr())
+    gq.convert_outputs(t, m, ex)
     args = {"qconfig_name": backend, "qconfig_kind": "ptq", "engine": engine, "lr": lr, "sizes": sizes}
     # dyadic: exact float sums, so the histograms and every qparam compare
     # exactly; trained: an activation 1 ulp off can move a count to the

@@ -38,6 +38,36 @@ def npy(t):
     return t.detach().cpu().numpy().copy()
 
 
+def convert_outputs(t, m, ex):
+    """The eval output of the prepared model m (eval mode) on ex, then
+    convert: the int8 layers' weights, qparams and the int8 outputs."""
+    t["in.eval_x"] = npy(ex)
+    with torch.no_grad():
+        t["out.qat_eval_y"] = npy(m(ex))
+    q = tq.convert(m, inplace=False)
+    t["out.input_scale"] = np.array(float(q.quant.scale), dtype=np.float64)
+    t["out.input_zero_point"] = np.array(int(q.quant.zero_point), dtype=np.int64)
+    for i in range(1, m.n + 1):
+        l = getattr(q, "fc%d" % i)
+        w = l.weight()
+        t["out.fc%d.weight_int8" % i] = npy(w.int_repr())
+        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            t["out.fc%d.weight_scales" % i] = npy(w.q_per_channel_scales()).astype(np.float64)
+            t["out.fc%d.weight_zero_points" % i] = npy(w.q_per_channel_zero_points()).astype(np.int64)
+        else:
+            t["out.fc%d.weight_scales" % i] = np.array([w.q_scale()], dtype=np.float64)
+            t["out.fc%d.weight_zero_points" % i] = np.array([w.q_zero_point()], dtype=np.int64)
+        t["out.fc%d.bias" % i] = npy(l.bias())
+        t["out.fc%d.scale" % i] = np.array(float(l.scale), dtype=np.float64)
+        t["out.fc%d.zero_point" % i] = np.array(int(l.zero_point), dtype=np.int64)
+    outs = {}
+    getattr(q, "fc%d" % m.n).register_forward_hook(lambda mod, i, o: outs.__setitem__("q", o))
+    with torch.no_grad():
+        y = q(ex)
+    t["out.y"] = npy(y)
+    t["out.y_quint8"] = npy(outs["q"].int_repr())
+
+
 QS = {torch.per_tensor_affine: "per_tensor_affine", torch.per_tensor_symmetric: "per_tensor_symmetric",
       torch.per_channel_affine: "per_channel_affine", torch.per_channel_symmetric: "per_channel_symmetric"}
 
@@ -154,31 +184,7 @@ def convert_case(name, qconfig_name, engine, sizes, batches=5, lr=0.05):
         t["out.qat." + k] = npy(v)
     m.eval()
     ex = torch.randn(12, sizes[0]) * 1.5
-    t["in.eval_x"] = npy(ex)
-    with torch.no_grad():
-        t["out.qat_eval_y"] = npy(m(ex))
-    q = tq.convert(m, inplace=False)
-    t["out.input_scale"] = np.array(float(q.quant.scale), dtype=np.float64)
-    t["out.input_zero_point"] = np.array(int(q.quant.zero_point), dtype=np.int64)
-    for i in range(1, m.n + 1):
-        l = getattr(q, "fc%d" % i)
-        w = l.weight()
-        t["out.fc%d.weight_int8" % i] = npy(w.int_repr())
-        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-            t["out.fc%d.weight_scales" % i] = npy(w.q_per_channel_scales()).astype(np.float64)
-            t["out.fc%d.weight_zero_points" % i] = npy(w.q_per_channel_zero_points()).astype(np.int64)
-        else:
-            t["out.fc%d.weight_scales" % i] = np.array([w.q_scale()], dtype=np.float64)
-            t["out.fc%d.weight_zero_points" % i] = np.array([w.q_zero_point()], dtype=np.int64)
-        t["out.fc%d.bias" % i] = npy(l.bias())
-        t["out.fc%d.scale" % i] = np.array(float(l.scale), dtype=np.float64)
-        t["out.fc%d.zero_point" % i] = np.array(int(l.zero_point), dtype=np.int64)
-    outs = {}
-    getattr(q, "fc%d" % m.n).register_forward_hook(lambda mod, i, o: outs.__setitem__("q", o))
-    with torch.no_grad():
-        y = q(ex)
-    t["out.y"] = npy(y)
-    t["out.y_quint8"] = npy(outs["q"].int_repr())
+    convert_outputs(t, m, ex)
     args = {"qconfig_name": qconfig_name, "engine": engine, "lr": lr, "sizes": sizes}
     save_file(os.path.join(OUT, name + ".safetensors"), t,
               meta(name, "qat_convert", "QAT MLP %s, qconfig %s, engine %s" % (sizes, qconfig_name, engine),
